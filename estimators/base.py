@@ -1,0 +1,89 @@
+"""The one signature every gradient estimator shares, and the public entry point.
+
+An estimator is a function
+
+    estimator_fn(f, logits, seed, state=None, context=None) -> EstimatorOutput
+
+estimating ``d/d logits E_{b ~ Bernoulli(sigmoid(logits))}[f(b)]``.
+
+* ``f`` maps bits ``b`` of shape ``[S, *batch, D]`` (``S`` stacked draws, 0./1.
+  floats; relaxation-based estimators also pass values in (0, 1)) to values of
+  shape ``[S, *batch]``. ``f`` is treated as a black box of ``b``: if it also
+  depends on ``logits`` (the ELBO's ``-log q`` term) that dependence is the
+  caller's business (its expected gradient is zero; PROTOCOL.md section 1), and
+  the caller should stop gradients through it.
+* ``logits`` has shape ``[*batch, D]``; the estimate has the same shape, one
+  value per example and bit (nothing is averaged over the batch).
+* ``seed`` is a ``[2]`` int32 seed for the stateless ``tf.random`` ops, so that an
+  estimate is a pure function of its inputs (reproducible, resumable, and the
+  same inside or outside ``tf.function``/XLA).
+* ``state`` carries trainable parameters of the estimator itself (RELAX's
+  temperature, scale and control network), built by ``Estimator.make_state``.
+* ``context`` is side information for such parameters (the encoder input), with
+  shape ``[*batch, C]``.
+
+The returned ``EstimatorOutput`` also carries the bits at which ``f`` was
+evaluated and the values ``f`` took there, so that a caller can train the
+parameters of ``f`` (a decoder) from the same evaluations without calling ``f``
+again.
+"""
+
+import dataclasses
+from typing import Callable, NamedTuple, Optional
+
+import tensorflow as tf
+
+
+class EstimatorOutput(NamedTuple):
+  """What every estimator returns.
+
+  Attributes:
+    grad: ``[*batch, D]`` estimate of ``d E[f(b)] / d logits``.
+    bits: ``[S, *batch, D]`` the discrete samples ``f`` was evaluated at.
+    f_values: ``[S, *batch]`` ``f`` at those samples.
+  """
+  grad: tf.Tensor
+  bits: tf.Tensor
+  f_values: tf.Tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimator:
+  """A registered estimator.
+
+  Attributes:
+    name: registry name.
+    fn: the estimator function (signature in this module's docstring).
+    num_f_evals: evaluations of ``f`` at discrete points per estimate (the
+      paper's unit of cost).
+    make_state: ``make_state(num_latents, context_dim, seed) -> tf.Module`` for
+      estimators with trainable parameters of their own; ``None`` otherwise. The
+      training loop trains such parameters to minimise the variance of the
+      encoder gradient (sum of its squares).
+    description: one line for ``--help`` and reports.
+  """
+  name: str
+  fn: Callable[..., EstimatorOutput]
+  num_f_evals: int
+  make_state: Optional[Callable[..., tf.Module]] = None
+  description: str = ""
+
+  @property
+  def has_state(self) -> bool:
+    return self.make_state is not None
+
+
+def as_seed(seed) -> tf.Tensor:
+  """Accepts an int or a [2] seed; returns a [2] int32 seed tensor."""
+  seed = tf.convert_to_tensor(seed)
+  if seed.shape.rank == 0:
+    return tf.stack([tf.cast(seed, tf.int32), tf.constant(0, tf.int32)])
+  if seed.shape.as_list() != [2]:
+    raise ValueError(f"seed must be an int or a [2] integer tensor, got shape {seed.shape}")
+  return tf.cast(seed, tf.int32)
+
+
+def uniform_noise(shape, seed, dtype=tf.float32):
+  """U(0, 1) noise kept strictly inside (0, 1) so that log u and log(1-u) are finite."""
+  tiny = 1e-6 if dtype == tf.float32 else 1e-12
+  return tf.random.stateless_uniform(shape, seed=seed, minval=tiny, maxval=1.0 - tiny, dtype=dtype)

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""disarm-bench driver: sweep datasets x models x estimators x seeds, log CSVs, make the report.
+
+Examples:
+  python run_benchmarks.py --preset=quick
+  python run_benchmarks.py --preset=paper --sweep_name=paper
+  python run_benchmarks.py --datasets=mnist --models=linear --estimators=arm,disarm \
+      --seeds=0,1,2 --num_steps=20000 --sweep_name=mnist_arm_vs_disarm
+
+A preset fills the grid; any grid flag given explicitly overrides it. Results go
+to <results_dir>/<sweep_name>/ (see README.md, "Results layout"). Rerunning the
+same command skips finished runs and resumes interrupted ones.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("preset", "quick", ["quick", "reduced", "paper", "none"],
+                  "Named grid: quick (minutes on 2 CPU cores), reduced (the committed ~2 h sweep), "
+                  "paper (the paper's single-layer grid, 5 seeds, 10^6 steps), none (flags only).")
+flags.DEFINE_list("datasets", None, "Datasets: mnist, fashion_mnist, omniglot. Overrides the preset.")
+flags.DEFINE_list("models", None, "Models: linear, nonlinear. Overrides the preset.")
+flags.DEFINE_list("estimators", None, "Estimators by registry name (reinforce_loo, arm, disarm, relax). "
+                  "Overrides the preset.")
+flags.DEFINE_list("seeds", None, "Integer seeds, e.g. 0,1,2. Overrides the preset.")
+flags.DEFINE_integer("num_steps", None, "Training steps per run. Overrides the preset.")
+flags.DEFINE_integer("eval_every", None, "Steps between evaluations (paper: 1000). Overrides the preset.")
+flags.DEFINE_integer("bound_every", None, "Steps between 100-sample bounds; a multiple of eval_every. "
+                     "The final evaluation always has them. Overrides the preset.")
+flags.DEFINE_integer("batch_size", None, "Training batch size (paper: 50). Overrides the preset.")
+flags.DEFINE_string("results_dir", "results", "Root folder of all sweeps.")
+flags.DEFINE_string("sweep_name", None, "Sweep folder under results_dir (default: the preset's name, "
+                    "or 'custom' with --preset=none).")
+flags.DEFINE_string("data_dir", None, "Folder with the raw dataset files (default: $DISARM_DATA_DIR, "
+                    "else ../shared/data beside the repository, else tensorflow_datasets).")
+flags.DEFINE_bool("tensorboard", False, "Also write TensorBoard summaries to runs/<run_id>/tensorboard.")
+flags.DEFINE_bool("retry_failed", False, "Retry runs that stopped on a numerical failure.")
+flags.DEFINE_bool("report", True, "Make figures, tables and report.md after the sweep.")
+flags.DEFINE_string("published", None, "Optional CSV of published numbers for the report's comparison.")
+flags.DEFINE_integer("threads", 0, "TensorFlow intra-op threads (0: TensorFlow's default, all cores). "
+                     "Two drivers with --threads=1 on the same sweep beat one with 2 threads on 2 cores.")
+flags.DEFINE_bool("rebuild_summary", False, "Only rebuild summary.csv (and the report) from the run files.")
+
+
+def build_grid():
+  import dataclasses
+  from training.sweep import PRESETS, Grid
+  if FLAGS.preset == "none":
+    needed = [n for n in ("datasets", "models", "estimators", "seeds", "num_steps") if FLAGS[n].value is None]
+    if needed:
+      raise app.UsageError(f"--preset=none needs --{', --'.join(needed)}")
+    base = Grid(datasets=(), models=(), estimators=(), seeds=(), num_steps=1)
+  else:
+    base = PRESETS[FLAGS.preset]
+  overrides = {}
+  for name in ("datasets", "models", "estimators"):
+    if FLAGS[name].value is not None:
+      overrides[name] = tuple(v.strip() for v in FLAGS[name].value if v.strip())
+  if FLAGS.seeds is not None:
+    try:
+      overrides["seeds"] = tuple(int(s) for s in FLAGS.seeds)
+    except ValueError:
+      raise app.UsageError(f"--seeds must be integers separated by commas, got {','.join(FLAGS.seeds)}")
+  for name in ("num_steps", "eval_every", "bound_every", "batch_size"):
+    if FLAGS[name].value is not None:
+      overrides[name] = FLAGS[name].value
+  if "eval_every" in overrides and "bound_every" not in overrides and base.bound_every % overrides["eval_every"]:
+    overrides["bound_every"] = overrides["eval_every"]
+  grid = dataclasses.replace(base, **overrides)
+  try:
+    grid.validate()
+  except ValueError as e:
+    raise app.UsageError(str(e))
+  return grid
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  grid = build_grid()
+  sweep_name = FLAGS.sweep_name or (FLAGS.preset if FLAGS.preset != "none" else "custom")
+  sweep_dir = os.path.join(FLAGS.results_dir, sweep_name)
+  try:
+    os.makedirs(sweep_dir, exist_ok=True)
+  except OSError as e:
+    raise app.UsageError(f"cannot create results folder {sweep_dir}: {e.strerror}. "
+                         "Pass a writable --results_dir.")
+  if not os.access(sweep_dir, os.W_OK):
+    raise app.UsageError(f"results folder {sweep_dir} is not writable. Pass a writable --results_dir.")
+
+  if FLAGS.threads:
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+  from datasets import DataError
+  from training import results_io
+  from training.sweep import run_sweep
+  if FLAGS.rebuild_summary:
+    results_io.rebuild_summary(sweep_dir)
+  else:
+    try:
+      run_sweep(grid, sweep_dir, data_dir=FLAGS.data_dir, tensorboard=FLAGS.tensorboard,
+                retry_failed=FLAGS.retry_failed)
+    except DataError as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 2
+  print(f"summary: {os.path.join(sweep_dir, 'summary.csv')}")
+  if FLAGS.report:
+    from plots import make_report
+    print(f"report: {make_report(sweep_dir, published_csv=FLAGS.published)}")
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)

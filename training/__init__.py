@@ -1,0 +1,1 @@
+"""The training loop, run bookkeeping and sweeps (datasets -> models -> estimators -> here -> CSV)."""

@@ -1,0 +1,165 @@
+"""Files of a results directory: per-run metrics CSVs, configs, markers, the summary.
+
+Layout (``results/<sweep>/``)::
+
+    sweep.json                 the grid the sweep was started with
+    summary.csv                one row per run (rebuilt from the per-run files)
+    runs/<run_id>/config.json  the run's full RunConfig
+    runs/<run_id>/metrics.csv  one row per evaluation (METRIC_COLUMNS)
+    runs/<run_id>/DONE.json    written last, atomically: the run finished
+    runs/<run_id>/FAILED.json  the run stopped on a non-finite loss or gradient
+    runs/<run_id>/checkpoint/  latest training state, for resuming (not committed)
+
+Every whole-file write goes to a temporary file that is then renamed over the
+target, so a kill leaves either the old or the new file, never half of one.
+Metrics rows are appended and fsynced one evaluation at a time; on resume the
+file is cut back to the checkpointed step, so every step appears exactly once.
+"""
+
+import csv
+import json
+import math
+import os
+import tempfile
+
+import pandas as pd
+
+METRIC_COLUMNS = ("step", "wall_time_s", "steps_per_sec", "train_elbo", "valid_bound_100",
+                  "test_bound_100", "grad_variance", "relax_temperature", "relax_scale")
+
+SUMMARY_COLUMNS = ("run_id", "dataset", "model", "estimator", "seed", "num_steps", "status", "reason",
+                   "final_step", "final_train_elbo", "best_train_elbo", "final_valid_bound_100",
+                   "best_valid_bound_100", "final_test_bound_100", "test_bound_100_at_best_valid",
+                   "final_grad_variance", "mean_grad_variance", "wall_time_s", "steps_per_sec")
+
+
+def atomic_write_text(path, text):
+  directory = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+  try:
+    with os.fdopen(fd, "w") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def atomic_write_json(path, obj):
+  atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(value):
+  if hasattr(value, "item"):
+    return value.item()
+  raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def read_json(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+def read_metrics(path):
+  """The metrics CSV as a DataFrame with METRIC_COLUMNS (empty if the file is absent)."""
+  if not os.path.exists(path) or os.path.getsize(path) == 0:
+    return pd.DataFrame(columns=list(METRIC_COLUMNS))
+  frame = pd.read_csv(path)
+  missing = [c for c in METRIC_COLUMNS if c not in frame.columns]
+  if missing:
+    raise ValueError(f"{path} lacks columns {missing}; it was not written by this suite's version. "
+                     "Move it away or start a new --sweep_name.")
+  return frame
+
+
+def write_metrics(path, frame):
+  atomic_write_text(path, frame.to_csv(index=False, columns=list(METRIC_COLUMNS)))
+
+
+def append_metrics_row(path, row):
+  """Appends one evaluation, durably (header written if the file is new)."""
+  new = not os.path.exists(path) or os.path.getsize(path) == 0
+  with open(path, "a", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(METRIC_COLUMNS))
+    if new:
+      writer.writeheader()
+    writer.writerow({k: _fmt(row.get(k, math.nan)) for k in METRIC_COLUMNS})
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def _fmt(value):
+  if isinstance(value, float):
+    return "" if math.isnan(value) else repr(value)
+  return value
+
+
+def summarize(config_dict, metrics, status, reason=""):
+  """One summary row from a run's config and metrics."""
+  row = {k: config_dict.get(k) for k in ("run_id", "dataset", "model", "estimator", "seed", "num_steps")}
+  row.update(status=status, reason=reason)
+  if len(metrics) == 0:
+    return row
+
+  def last_valid(column):
+    values = metrics[column].dropna()
+    return float(values.iloc[-1]) if len(values) else math.nan
+
+  def best(column):
+    values = metrics[column].dropna()
+    return float(values.max()) if len(values) else math.nan
+
+  valid = metrics["valid_bound_100"]
+  test_at_best_valid = math.nan
+  if valid.notna().any():
+    test_at_best_valid = float(metrics.loc[valid.idxmax(), "test_bound_100"])
+  variance = metrics["grad_variance"].dropna()
+  speed = metrics["steps_per_sec"].dropna()
+  row.update(
+      final_step=int(metrics["step"].iloc[-1]),
+      final_train_elbo=last_valid("train_elbo"),
+      best_train_elbo=best("train_elbo"),
+      final_valid_bound_100=last_valid("valid_bound_100"),
+      best_valid_bound_100=best("valid_bound_100"),
+      final_test_bound_100=last_valid("test_bound_100"),
+      test_bound_100_at_best_valid=test_at_best_valid,
+      final_grad_variance=last_valid("grad_variance"),
+      mean_grad_variance=float(variance.mean()) if len(variance) else math.nan,
+      wall_time_s=float(metrics["wall_time_s"].iloc[-1]),
+      steps_per_sec=float(speed.median()) if len(speed) else math.nan,
+  )
+  return row
+
+
+def run_status(run_dir):
+  """('done' | 'failed' | 'running' | 'new', reason)."""
+  if os.path.exists(os.path.join(run_dir, "DONE.json")):
+    return "done", ""
+  if os.path.exists(os.path.join(run_dir, "FAILED.json")):
+    return "failed", read_json(os.path.join(run_dir, "FAILED.json")).get("reason", "")
+  if os.path.exists(os.path.join(run_dir, "metrics.csv")):
+    return "running", ""
+  return "new", ""
+
+
+def rebuild_summary(sweep_dir):
+  """Rewrites summary.csv from every runs/<run_id>/ folder; returns the DataFrame."""
+  runs_dir = os.path.join(sweep_dir, "runs")
+  rows = []
+  if os.path.isdir(runs_dir):
+    for run_id in sorted(os.listdir(runs_dir)):
+      run_dir = os.path.join(runs_dir, run_id)
+      config_path = os.path.join(run_dir, "config.json")
+      if not os.path.exists(config_path):
+        continue
+      status, reason = run_status(run_dir)
+      if status == "new":
+        continue
+      rows.append(summarize(read_json(config_path), read_metrics(os.path.join(run_dir, "metrics.csv")),
+                            status, reason))
+  frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+  atomic_write_text(os.path.join(sweep_dir, "summary.csv"), frame.to_csv(index=False))
+  return frame

@@ -1,0 +1,173 @@
+"""One training run: resume, train in blocks, evaluate, log, checkpoint, finish.
+
+The order of writes makes a kill at any moment harmless: an evaluation row is
+appended (fsynced) before the checkpoint of that step is saved, and on resume
+rows beyond the restored checkpoint are dropped and recomputed, so each
+evaluation step appears exactly once. ``DONE.json`` is written last.
+"""
+
+import math
+import os
+import time
+
+import tensorflow as tf
+
+from datasets import load_dataset
+from training import results_io
+from training.config import RunConfig
+from training.trainer import Trainer
+
+
+class ConfigMismatchError(ValueError):
+  pass
+
+
+class RunLock:
+  """A per-run lock file holding the owner's pid; a lock whose owner died is taken over."""
+
+  def __init__(self, run_dir):
+    self.path = os.path.join(run_dir, "run.lock")
+    self.held = False
+
+  def acquire(self):
+    for _ in range(2):
+      try:
+        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+      except FileExistsError:
+        if self._owner_alive():
+          return False
+        try:
+          os.unlink(self.path)  # stale: its owner is gone
+        except FileNotFoundError:
+          pass
+        continue
+      with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+      self.held = True
+      return True
+    return False
+
+  def _owner_alive(self):
+    try:
+      with open(self.path) as f:
+        pid = int(f.read().strip() or 0)
+    except (FileNotFoundError, ValueError):
+      return False
+    if pid <= 0:
+      return False
+    try:
+      os.kill(pid, 0)
+    except ProcessLookupError:
+      return False
+    except PermissionError:
+      return True
+    return True
+
+  def release(self):
+    if self.held:
+      try:
+        os.unlink(self.path)
+      except FileNotFoundError:
+        pass
+      self.held = False
+
+
+def check_config(run_dir, config):
+  """Writes config.json, or checks that an existing one describes the same run."""
+  path = os.path.join(run_dir, "config.json")
+  wanted = config.to_dict()
+  if os.path.exists(path):
+    stored = results_io.read_json(path)
+    differing = sorted(k for k in wanted if stored.get(k) != wanted[k])
+    if differing:
+      details = ", ".join(f"{k}: stored {stored.get(k)!r} vs requested {wanted[k]!r}" for k in differing)
+      raise ConfigMismatchError(
+          f"{run_dir} already holds run {config.run_id} with a different configuration ({details}). "
+          "Use a new --sweep_name, or delete that run folder to start it over.")
+  else:
+    results_io.atomic_write_json(path, wanted)
+
+
+def train_run(config: RunConfig, run_dir, data_dir=None, tensorboard=False, progress=None,
+              train_jit=False, eval_jit=True):
+  """Trains (or resumes, or skips) one run; returns its summary row.
+
+  Args:
+    progress: optional callable ``progress(config, step, steps_per_sec)`` called
+      after every evaluation.
+  """
+  config.validate()
+  os.makedirs(run_dir, exist_ok=True)
+  check_config(run_dir, config)
+  status, reason = results_io.run_status(run_dir)
+  metrics_path = os.path.join(run_dir, "metrics.csv")
+  if status in ("done", "failed"):
+    return results_io.summarize(config.to_dict(), results_io.read_metrics(metrics_path), status, reason)
+
+  splits = load_dataset(config.dataset, data_dir)
+  trainer = Trainer(config, splits, train_jit=train_jit, eval_jit=eval_jit)
+  manager = tf.train.CheckpointManager(trainer.checkpoint(), os.path.join(run_dir, "checkpoint"),
+                                       max_to_keep=1)
+  if manager.latest_checkpoint:
+    manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+  step = int(trainer.step.numpy())
+  metrics = results_io.read_metrics(metrics_path)
+  metrics = metrics[metrics["step"] <= step].reset_index(drop=True)
+  results_io.write_metrics(metrics_path, metrics)  # drops rows written after the last checkpoint
+  elapsed = float(metrics["wall_time_s"].iloc[-1]) if len(metrics) else 0.0
+  writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard")) if tensorboard else None
+
+  def evaluate(steps_per_sec, with_bounds):
+    row = dict(step=int(trainer.step.numpy()), steps_per_sec=steps_per_sec,
+               train_elbo=trainer.train_elbo(), grad_variance=trainer.gradient_variance(),
+               valid_bound_100=math.nan, test_bound_100=math.nan)
+    if with_bounds:
+      row.update(valid_bound_100=trainer.bound("valid"), test_bound_100=trainer.bound("test"))
+    row.update(trainer.extra_metrics())
+    return row
+
+  def record(row):
+    results_io.append_metrics_row(metrics_path, row)
+    if writer is not None:
+      with writer.as_default(step=row["step"]):
+        for key, value in row.items():
+          if key != "step" and isinstance(value, float) and not math.isnan(value):
+            tf.summary.scalar(key, value)
+      writer.flush()
+    if progress is not None:
+      progress(config, row["step"], row["steps_per_sec"])
+
+  def fail(why):
+    results_io.atomic_write_json(os.path.join(run_dir, "FAILED.json"), {"reason": why, "step": step})
+    return results_io.summarize(config.to_dict(), results_io.read_metrics(metrics_path), "failed", why)
+
+  # Trace the training block now so that the first block's steps/s measures training, not tracing.
+  trainer._train_block.get_concrete_function(tf.TensorSpec([], tf.int64))
+
+  if step == 0 and len(metrics) == 0:
+    start = time.time()
+    row = evaluate(math.nan, with_bounds=False)  # bounds: positive multiples of bound_every, and the end
+    elapsed += time.time() - start
+    row["wall_time_s"] = elapsed
+    record(row)
+
+  while step < config.num_steps:
+    block = min(config.eval_every - step % config.eval_every, config.num_steps - step)
+    start = time.time()
+    loss = trainer.train(block)
+    train_time = time.time() - start
+    step = int(trainer.step.numpy())
+    if not math.isfinite(loss):
+      return fail(f"non-finite training loss {loss} in the steps before {step}")
+    row = evaluate(block / train_time, with_bounds=step % config.bound_every == 0 or step == config.num_steps)
+    elapsed += time.time() - start
+    row["wall_time_s"] = elapsed
+    if not all(math.isfinite(row[k]) for k in ("train_elbo", "grad_variance")):
+      return fail(f"non-finite train ELBO or gradient variance at step {step}")
+    record(row)
+    manager.save(checkpoint_number=step)
+
+  metrics = results_io.read_metrics(metrics_path)
+  summary = results_io.summarize(config.to_dict(), metrics, "done")
+  results_io.atomic_write_json(os.path.join(run_dir, "DONE.json"), summary)
+  return summary

@@ -1,0 +1,527 @@
+"""The toy problem of PROTOCOL.md section 6: variance curves and training curves.
+
+    f(b) = sum_d (b_d - p0)^2,   b_d ~ Bernoulli(sigma(phi_d)),   p0 in {0.49, 0.499, 0.4999}.
+
+Maximising E[f] pushes every sigma(phi_d) to 1, but the signal is tiny: per bit the
+exact gradient is ``(1 - 2 p0) * s * (1 - s)`` with ``s = sigma(phi_d)``.
+
+    python -m training.toy --out_dir=results/<sweep>/toy [--quick] [--plot]
+
+writes ``toy_variance.csv`` and ``toy_training.csv`` in the format ``plots/`` reads
+(``plots/loading.py``: pass ``out_dir = <sweep>/toy`` and ``plots.figures.write_toy_figures(<sweep>)``
+draws them; ``--plot`` draws them into ``<out_dir>/figures/`` directly).
+
+Entry points:
+  * ``variance_curve``: Monte Carlo variance of one bit's estimate, all bits at
+    ``phi = logit(sigma)``, for each sigma of a grid, next to the exact variance where
+    this module knows it (``exact_variance``).
+  * ``train_curve``: Adam on phi from phi = 0, the whole loop in one ``tf.function``,
+    mean over bits of sigma(phi) every ``log_every`` steps.
+  * ``run_toy``: both CSVs for estimators x p0 (x seeds), written atomically, skipped
+    when ``toy_config.json`` says the CSV on disk was made with the same parameters.
+
+Exact variances (``exact_variance``). On bits ``f(b) = delta * sum_d b_d + D p0^2`` with
+``delta = 1 - 2 p0``: every estimator that only sees ``f`` at discrete points through
+differences (REINFORCE LOO, ARM, DisARM) is ``delta`` times a function of the noise, so
+its variance is ``delta^2`` times a polynomial in ``s``. With ``lo = min(s, 1 - s)``,
+``hi = 1 - lo`` and ``D`` bits all at the same ``s`` (estimate of bit 0):
+
+  * ARM: per bit ``X = b~ - b`` is -1 for ``u < lo``, 0 between, +1 for ``u > hi``, and
+    ``g_0 = delta * (X_0 + sum_{d>0} X_d) * (u_0 - 1/2)``. Integrating ``u`` piecewise,
+    ``E[X^2 (u-1/2)^2] = (2/3)(1/8 - |s-1/2|^3)``, ``E[X^2] = 2 lo``, ``E[(u-1/2)^2] = 1/12``:
+    ``Var = delta^2 (lo/2 - lo^2 + 2 lo^3 / 3 - lo^2 hi^2 + (D - 1) lo / 6)``.
+  * DisARM: ``(-1)^{b_0} 1[b_0 != b~_0] = X_0``, so ``g_0 = delta hi / 2 * X_0 (X_0 + sum_{d>0} X_d)``:
+    ``Var = delta^2 hi^2 lo (hi - 1/2 + (D - 1) lo)`` (zero at s = 1/2 when D = 1: then the
+    pair always disagrees and the estimate is the exact gradient).
+  * REINFORCE LOO, K = 2: ``g_0 = delta / 2 * Y_0 (Y_0 + sum_{d>0} Y_d)``, ``Y = b_1 - b_2``,
+    ``E[Y^2] = w = 2 s (1 - s)``: ``Var = delta^2 / 4 * w (1 + (D - 2) w)``.
+
+RELAX evaluates ``f`` at relaxed points through a learned control variate: no exact
+variance (NaN). ``tests/test_toy.py`` checks these formulas against direct quadrature /
+enumeration of the estimators' definitions and against Monte Carlo.
+
+Defaults, and why (see also the module constants):
+  * ``num_bits = 20``. With one bit DisARM and ARM differ only near s = 1/2 (their
+    variances meet as s -> 1) and every estimator's signal-to-noise ratio is >= O(1), so
+    all of them climb at Adam's full step and the curves say little. With D bits the other
+    bits' noise enters each bit's estimate through the shared ``f(b~) - f(b)``: DisARM and
+    REINFORCE LOO keep a signal-to-noise ratio of about ``1/sqrt(D - 1)`` at every s, while
+    ARM's decays like ``sqrt(1 - s)`` as s -> 1, so ARM visibly lags. 20 bits keep every
+    step a few small ops.
+  * Adam (the paper's toy optimiser), ``learning_rate = 0.01``, 5,000 steps, logged every
+    50: DisARM takes the mean sigma(phi) from 0.5 to about 0.98 within ~3,000 steps,
+    ARM stalls lower.
+  * Because Adam is invariant to the scale of the gradient and the estimates of
+    REINFORCE LOO, ARM and DisARM are ``delta`` times noise, their sigma(phi) trajectories
+    for the three p0 differ only through Adam's epsilon (same seed: nearly identical
+    curves); p0 sets the absolute variance (``delta^2``) and matters for RELAX, whose
+    relaxed control variate is not linear in ``delta``.
+  * RELAX: its state is trained as in the main training loop (Adam, the same learning
+    rate as phi, beta1 = 0.999, loss = sum over bits of the squared estimate). For the
+    variance curve a fresh state is first trained at each sigma for
+    ``RELAX_VARIANCE_STEPS`` steps on batches of ``RELAX_VARIANCE_BATCH`` draws, so that
+    the curve shows RELAX with a fitted control variate rather than its initial one.
+"""
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from estimators import ESTIMATORS, estimate_gradient, get_estimator
+from estimators.base import as_seed
+from training.optim import Adam
+
+P0S = (0.49, 0.499, 0.4999)
+DEFAULT_ESTIMATORS = ("reinforce_loo", "arm", "disarm", "relax")
+DEFAULT_SEEDS = (0, 1, 2)
+# sigma(phi) = 0.02, 0.04, ..., 0.98 (includes 1/2).
+DEFAULT_SIGMA_GRID = tuple(round(i / 50.0, 4) for i in range(1, 50))
+DEFAULT_NUM_BITS = 20
+DEFAULT_NUM_DRAWS = 10000
+DEFAULT_NUM_STEPS = 5000
+DEFAULT_LOG_EVERY = 50
+DEFAULT_LEARNING_RATE = 1e-2
+DEFAULT_VARIANCE_SEED = 0
+RELAX_VARIANCE_STEPS = 300
+RELAX_VARIANCE_BATCH = 100
+RELAX_VARIANCE_LR = 1e-2
+
+# --quick: the same estimators and p0s, a coarser grid, fewer draws, steps and seeds.
+QUICK = dict(sigma_grid=tuple(round(i / 20.0, 4) for i in range(1, 20)), num_draws=2000,
+             num_steps=2000, log_every=50, seeds=(0, 1), relax_variance_steps=100)
+
+VARIANCE_COLUMNS = ("p0", "estimator", "sigma_phi", "variance", "variance_exact", "num_samples")
+TRAINING_COLUMNS = ("p0", "estimator", "seed", "step", "sigma_phi")
+VARIANCE_CSV = "toy_variance.csv"
+TRAINING_CSV = "toy_training.csv"
+CONFIG_JSON = "toy_config.json"
+# Bump when a change to this module changes the numbers, so that old CSVs are recomputed.
+FORMAT_VERSION = 1
+
+# XLA makes the step loop (a few dozen tiny ops per step) several times faster on CPU.
+JIT_COMPILE = True
+
+
+# ------------------------------------------------------------------------ problem
+def toy_objective(p0):
+  """f(b) = sum_d (b_d - p0)^2 over the last axis (bits [..., D] -> [...]); works on relaxed b too."""
+  p0 = float(p0)
+
+  def f(b):
+    return tf.reduce_sum(tf.square(b - p0), axis=-1)
+
+  return f
+
+
+def exact_gradient(p0, logits):
+  """d E[f] / d phi = (1 - 2 p0) * s * (1 - s) per bit (numpy, float64)."""
+  s = 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
+  return (1.0 - 2.0 * float(p0)) * s * (1.0 - s)
+
+
+def _estimator_name(estimator):
+  return estimator.name if hasattr(estimator, "name") else str(estimator)
+
+
+def exact_variance(estimator, p0, sigma, num_bits=1):
+  """Exact variance of bit 0's estimate with all ``num_bits`` bits at ``sigma(phi) = sigma``.
+
+  Known for "arm", "disarm" and "reinforce_loo" (K = 2), any ``num_bits`` (derivation
+  in the module docstring); NaN for any other estimator. ``sigma`` may be an array.
+  """
+  name = _estimator_name(estimator)
+  s = np.asarray(sigma, np.float64)
+  delta2 = (1.0 - 2.0 * float(p0)) ** 2
+  d = int(num_bits)
+  if d < 1:
+    raise ValueError(f"num_bits must be >= 1, got {num_bits}")
+  lo = np.minimum(s, 1.0 - s)
+  hi = 1.0 - lo
+  if name == "arm":
+    v = lo / 2.0 - lo ** 2 + 2.0 * lo ** 3 / 3.0 - (lo * hi) ** 2 + (d - 1) * lo / 6.0
+  elif name == "disarm":
+    v = hi ** 2 * lo * (hi - 0.5 + (d - 1) * lo)
+  elif name == "reinforce_loo":
+    w = 2.0 * s * (1.0 - s)
+    v = w * (1.0 + (d - 2) * w) / 4.0
+  else:
+    v = np.full_like(s, np.nan)
+  v = delta2 * np.maximum(v, 0.0)
+  return float(v) if v.ndim == 0 else v
+
+
+def sample_variance_se(samples):
+  """Sample variance (ddof=1) of 1-D samples and its standard error.
+
+  The s.e. is the large-sample one, sqrt((m4 - m2^2) / n) with the central moments
+  estimated from the samples; it holds for any distribution with a finite fourth moment
+  (for a normal one it is m2 * sqrt(2 / n)).
+  """
+  x = np.asarray(samples, np.float64)
+  n = x.size
+  c = x - x.mean()
+  m2 = np.mean(c ** 2)
+  m4 = np.mean(c ** 4)
+  return float(m2 * n / (n - 1)), float(math.sqrt(max(m4 - m2 ** 2, 0.0) / n))
+
+
+# ------------------------------------------------------------------ variance curve
+def _sigma_seed(seed, sigma):
+  """A [2] seed for one grid point, from the point's value (independent of the grid)."""
+  return tf.random.experimental.stateless_fold_in(as_seed(seed), int(round(float(sigma) * 1e9)))
+
+
+def _logits_for(sigma, num_bits):
+  phi = math.log(sigma) - math.log1p(-sigma)
+  return tf.fill([num_bits], tf.constant(phi, tf.float32))
+
+
+def _stateless_draws(est, p0, num_draws, num_bits):
+  f = toy_objective(p0)
+
+  @tf.function(jit_compile=JIT_COMPILE)
+  def draws(logits, seed):
+    return estimate_gradient(est, f, logits, seed, num_draws=num_draws)
+
+  return draws
+
+
+class _RelaxAtPoint:
+  """Trains a fresh RELAX state at one logits vector, then draws estimates with it.
+
+  One state and optimiser are built once and reset to their initial values before
+  each point, so the compiled functions are traced once for the whole grid.
+  """
+
+  def __init__(self, est, p0, num_draws, num_bits, seed, steps, batch, learning_rate):
+    self.est, self.num_draws, self.steps, self.batch = est, num_draws, steps, batch
+    self.f = toy_objective(p0)
+    self.state = est.make_state(num_bits, 0, seed=(int(seed), 2))
+    self.variables = list(self.state.trainable_variables)
+    self.initial = [tf.identity(v) for v in self.variables]
+    self.optimizer = Adam(self.variables, learning_rate, beta1=0.999, name="toy_relax_adam")
+    self._train = tf.function(self._train_impl, jit_compile=JIT_COMPILE)
+    self._draw = tf.function(self._draw_impl, jit_compile=JIT_COMPILE)
+
+  def reset(self):
+    for v, init in zip(self.variables, self.initial):
+      v.assign(init)
+    self.optimizer.iterations.assign(0)
+    for slot in self.optimizer.m + self.optimizer.v:
+      slot.assign(tf.zeros_like(slot))
+
+  def _train_impl(self, logits, seed):
+    tiled = tf.broadcast_to(logits, [self.batch, logits.shape[-1]])
+    for t in tf.range(self.steps):
+      with tf.GradientTape() as tape:
+        out = self.est.fn(self.f, tiled, tf.random.experimental.stateless_fold_in(seed, tf.cast(t, tf.int64)),
+                          state=self.state)
+        loss = tf.reduce_mean(tf.reduce_sum(tf.square(out.grad), axis=-1))
+      self.optimizer.apply(tape.gradient(loss, self.variables))
+    return loss
+
+  def _draw_impl(self, logits, seed):
+    return estimate_gradient(self.est, self.f, logits, seed, num_draws=self.num_draws, state=self.state)
+
+  def __call__(self, logits, seed):
+    train_seed, draw_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    self.reset()
+    if self.steps > 0:
+      self._train(logits, train_seed)
+    return self._draw(logits, draw_seed)
+
+
+def variance_curve(estimator_name, p0, sigma_grid=DEFAULT_SIGMA_GRID, num_draws=DEFAULT_NUM_DRAWS,
+                   num_bits=DEFAULT_NUM_BITS, seed=DEFAULT_VARIANCE_SEED, *,
+                   relax_steps=RELAX_VARIANCE_STEPS, relax_batch=RELAX_VARIANCE_BATCH,
+                   relax_learning_rate=RELAX_VARIANCE_LR):
+  """Variance of bit 0's gradient estimate at ``phi = logit(sigma)`` (all bits) over a grid.
+
+  For each sigma, ``num_draws`` independent estimates come from one vectorised
+  ``estimate_gradient`` call; ``variance`` is their sample variance (ddof=1),
+  ``variance_exact`` is ``exact_variance`` (NaN where unknown), ``num_samples`` is
+  ``num_draws``. Estimators with trainable state (RELAX) get a fresh state per sigma,
+  trained for ``relax_steps`` steps first (module docstring). The noise of a point
+  depends on ``seed`` and the sigma value only.
+
+  Returns a DataFrame with columns ``VARIANCE_COLUMNS``, one row per sigma.
+  """
+  est = get_estimator(estimator_name)
+  num_draws, num_bits = int(num_draws), int(num_bits)
+  if num_draws < 2:
+    raise ValueError(f"num_draws must be >= 2 for a variance, got {num_draws}")
+  sigmas = [float(s) for s in sigma_grid]
+  if any(not 0.0 < s < 1.0 for s in sigmas):
+    raise ValueError(f"sigma_grid values must lie in (0, 1), got {sigmas}")
+  if est.has_state:
+    draws = _RelaxAtPoint(est, p0, num_draws, num_bits, seed, int(relax_steps), int(relax_batch),
+                          relax_learning_rate)
+  else:
+    draws = _stateless_draws(est, p0, num_draws, num_bits)
+  exact = exact_variance(est, p0, np.array(sigmas), num_bits)
+  rows = []
+  for s, ex in zip(sigmas, exact):
+    g = draws(_logits_for(s, num_bits), _sigma_seed(seed, s)).numpy()[:, 0]
+    var, _ = sample_variance_se(g)
+    rows.append({"p0": float(p0), "estimator": est.name, "sigma_phi": s, "variance": var,
+                 "variance_exact": float(ex), "num_samples": num_draws})
+  return pd.DataFrame(rows, columns=list(VARIANCE_COLUMNS))
+
+
+# ------------------------------------------------------------------ training curve
+def log_steps(num_steps, log_every):
+  """Steps at which train_curve logs: 0, log_every, 2 log_every, ..., and num_steps."""
+  num_steps, log_every = int(num_steps), int(log_every)
+  if num_steps < 1 or log_every < 1:
+    raise ValueError(f"num_steps and log_every must be >= 1, got {num_steps}, {log_every}")
+  steps = list(range(0, num_steps + 1, log_every))
+  if steps[-1] != num_steps:
+    steps.append(num_steps)
+  return steps
+
+
+def train_curve(estimator_name, p0, num_steps=DEFAULT_NUM_STEPS, num_bits=DEFAULT_NUM_BITS, seed=0,
+                learning_rate=DEFAULT_LEARNING_RATE, log_every=DEFAULT_LOG_EVERY):
+  """Maximises E[f] over phi with Adam from phi = 0; sigma(phi) (mean over bits) over steps.
+
+  Step t (0-based) draws its noise from ``stateless_fold_in([seed, 0], t)``; the whole
+  loop runs in one ``tf.function`` call, so a curve is a deterministic function of its
+  arguments. Estimators with state (RELAX) train it alongside phi: Adam with the same
+  learning rate and beta1 = 0.999 on the sum over bits of the squared estimate.
+
+  Returns a DataFrame with columns ``TRAINING_COLUMNS``, one row per logged step
+  (``log_steps(num_steps, log_every)``; step 0 is the start, sigma = 0.5).
+  """
+  est = get_estimator(estimator_name)
+  num_bits = int(num_bits)
+  steps = log_steps(num_steps, log_every)
+  blocks = tf.constant(np.diff(steps), tf.int64)
+  f = toy_objective(p0)
+  phi = tf.Variable(tf.zeros([num_bits]), name="phi")
+  optimizer = Adam([phi], learning_rate, name="toy_adam")
+  if est.has_state:
+    state = est.make_state(num_bits, 0, seed=(int(seed), 2))
+    state_vars = list(state.trainable_variables)
+    state_optimizer = Adam(state_vars, learning_rate, beta1=0.999, name="toy_state_adam")
+  else:
+    state = None
+  base_seed = tf.constant([int(seed), 0], tf.int32)
+
+  def train_step(t):
+    step_seed = tf.random.experimental.stateless_fold_in(base_seed, t)
+    logits = tf.convert_to_tensor(phi)
+    if state is None:
+      grad = est.fn(f, logits, step_seed).grad
+    else:
+      with tf.GradientTape() as tape:
+        grad = est.fn(f, logits, step_seed, state=state).grad
+        variance_loss = tf.reduce_sum(tf.square(grad))
+      state_optimizer.apply(tape.gradient(variance_loss, state_vars))
+    optimizer.apply([-tf.stop_gradient(grad)])  # ascent on E[f]
+
+  @tf.function(jit_compile=JIT_COMPILE)
+  def run():
+    mean_sigma = lambda: tf.reduce_mean(tf.sigmoid(phi))
+    logged = tf.TensorArray(tf.float32, size=blocks.shape[0] + 1)
+    logged = logged.write(0, mean_sigma())
+    t = tf.constant(0, tf.int64)
+    for i in tf.range(blocks.shape[0]):
+      for _ in tf.range(blocks[i]):
+        train_step(t)
+        t += 1
+      logged = logged.write(i + 1, mean_sigma())
+    return logged.stack()
+
+  sigma = run().numpy().astype(np.float64)
+  return pd.DataFrame({"p0": float(p0), "estimator": est.name, "seed": int(seed), "step": steps,
+                       "sigma_phi": sigma}, columns=list(TRAINING_COLUMNS))
+
+
+# ------------------------------------------------------------------------ run_toy
+def _atomic_write(path, text):
+  directory = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix="-" + os.path.basename(path))
+  try:
+    with os.fdopen(fd, "w") as fh:
+      fh.write(text)
+      fh.flush()
+      os.fsync(fh.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def _sha256(path):
+  with open(path, "rb") as fh:
+    return hashlib.sha256(fh.read()).hexdigest()
+
+
+def _normalise(params):
+  """Parameters as they read back from JSON (tuples -> lists), for comparison."""
+  return json.loads(json.dumps(params, sort_keys=True))
+
+
+def _read_config(path):
+  try:
+    with open(path) as fh:
+      config = json.load(fh)
+    return config if isinstance(config, dict) else {}
+  except (OSError, ValueError):
+    return {}
+
+
+def _up_to_date(out_dir, csv_name, key, params):
+  """The CSV exists, and toy_config.json records these parameters and this very file."""
+  csv_path = os.path.join(out_dir, csv_name)
+  entry = _read_config(os.path.join(out_dir, CONFIG_JSON)).get(key)
+  return (os.path.isfile(csv_path) and isinstance(entry, dict)
+          and entry.get("params") == _normalise(params) and entry.get("csv_sha256") == _sha256(csv_path))
+
+
+def _write_csv_and_record(out_dir, csv_name, key, params, frame):
+  """CSV first, then its parameters and checksum in toy_config.json (both atomic).
+
+  A kill between the two leaves a config whose checksum does not match the CSV, so
+  the next run recomputes rather than trusting a stale record.
+  """
+  csv_path = os.path.join(out_dir, csv_name)
+  _atomic_write(csv_path, frame.to_csv(index=False))
+  config_path = os.path.join(out_dir, CONFIG_JSON)
+  config = _read_config(config_path)
+  config[key] = {"params": _normalise(params), "csv_sha256": _sha256(csv_path)}
+  _atomic_write(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+  return csv_path
+
+
+def run_toy(out_dir, estimators=DEFAULT_ESTIMATORS, p0s=P0S, seeds=DEFAULT_SEEDS,
+            num_steps=DEFAULT_NUM_STEPS, num_bits=DEFAULT_NUM_BITS, num_draws=DEFAULT_NUM_DRAWS, *,
+            sigma_grid=DEFAULT_SIGMA_GRID, learning_rate=DEFAULT_LEARNING_RATE,
+            log_every=DEFAULT_LOG_EVERY, variance_seed=DEFAULT_VARIANCE_SEED,
+            relax_variance_steps=RELAX_VARIANCE_STEPS, log=print):
+  """Writes ``<out_dir>/toy_variance.csv`` and ``<out_dir>/toy_training.csv``.
+
+  Pass ``out_dir = <sweep>/toy`` for ``plots/`` to find them. Each CSV is skipped
+  when it exists and ``toy_config.json`` records the same parameters (and the CSV's
+  checksum); otherwise it is recomputed in full and replaced atomically.
+
+  Returns ``(variance_csv_path, training_csv_path)``.
+  """
+  estimators = tuple(get_estimator(e).name for e in estimators)
+  p0s = tuple(float(p) for p in p0s)
+  seeds = tuple(int(s) for s in seeds)
+  os.makedirs(out_dir, exist_ok=True)
+  log = log or (lambda *_: None)
+
+  var_params = dict(version=FORMAT_VERSION, estimators=estimators, p0s=p0s, num_bits=int(num_bits),
+                    num_draws=int(num_draws), sigma_grid=tuple(float(s) for s in sigma_grid),
+                    seed=int(variance_seed), relax_steps=int(relax_variance_steps),
+                    relax_batch=RELAX_VARIANCE_BATCH, relax_learning_rate=RELAX_VARIANCE_LR)
+  var_path = os.path.join(out_dir, VARIANCE_CSV)
+  if _up_to_date(out_dir, VARIANCE_CSV, "variance", var_params):
+    log(f"toy: {var_path} is up to date; skipped")
+  else:
+    start = time.time()
+    frames = []
+    for est in estimators:
+      for p0 in p0s:
+        t0 = time.time()
+        frames.append(variance_curve(est, p0, sigma_grid, num_draws, num_bits, variance_seed,
+                                     relax_steps=relax_variance_steps))
+        log(f"toy: variance {est} p0={p0:g}: {time.time() - t0:.1f}s")
+    _write_csv_and_record(out_dir, VARIANCE_CSV, "variance", var_params,
+                          pd.concat(frames, ignore_index=True))
+    log(f"toy: wrote {var_path} ({time.time() - start:.1f}s)")
+
+  train_params = dict(version=FORMAT_VERSION, estimators=estimators, p0s=p0s, seeds=seeds,
+                      num_steps=int(num_steps), num_bits=int(num_bits), learning_rate=float(learning_rate),
+                      log_every=int(log_every))
+  train_path = os.path.join(out_dir, TRAINING_CSV)
+  if _up_to_date(out_dir, TRAINING_CSV, "training", train_params):
+    log(f"toy: {train_path} is up to date; skipped")
+  else:
+    start = time.time()
+    frames = []
+    for est in estimators:
+      for p0 in p0s:
+        t0 = time.time()
+        for seed in seeds:
+          frames.append(train_curve(est, p0, num_steps, num_bits, seed, learning_rate, log_every))
+        final = np.mean([fr["sigma_phi"].iloc[-1] for fr in frames[-len(seeds):]])
+        log(f"toy: training {est} p0={p0:g}: final mean sigma {final:.3f} ({time.time() - t0:.1f}s)")
+    _write_csv_and_record(out_dir, TRAINING_CSV, "training", train_params,
+                          pd.concat(frames, ignore_index=True))
+    log(f"toy: wrote {train_path} ({time.time() - start:.1f}s)")
+  return var_path, train_path
+
+
+def plot_toy(out_dir):
+  """Draws the toy figures from ``out_dir``'s CSVs into ``<out_dir>/figures/``; returns the paths."""
+  from plots import figures  # matplotlib only when asked for
+  fig_dir = os.path.join(out_dir, figures.FIGURES_SUBDIR)
+  paths = []
+  var_path, train_path = os.path.join(out_dir, VARIANCE_CSV), os.path.join(out_dir, TRAINING_CSV)
+  if os.path.isfile(var_path):
+    paths += figures.plot_toy_variance(pd.read_csv(var_path), fig_dir)
+  if os.path.isfile(train_path):
+    paths += figures.plot_toy_training(pd.read_csv(train_path), fig_dir)
+  return paths
+
+
+# --------------------------------------------------------------------------- CLI
+def main(argv):
+  from absl import app, flags
+  FLAGS = flags.FLAGS
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  kwargs = {}
+  if FLAGS.quick:
+    kwargs.update(QUICK)
+  for name in ("num_steps", "num_bits", "num_draws"):
+    if FLAGS[name].value is not None:
+      kwargs[name] = FLAGS[name].value
+  if FLAGS.seeds is not None:
+    kwargs["seeds"] = tuple(int(s) for s in FLAGS.seeds)
+  if FLAGS.estimators is not None:
+    unknown = [e for e in FLAGS.estimators if e not in ESTIMATORS]
+    if unknown:
+      raise app.UsageError(f"unknown estimators {unknown}; valid: {', '.join(sorted(ESTIMATORS))}")
+    kwargs["estimators"] = tuple(FLAGS.estimators)
+  if FLAGS.p0s is not None:
+    kwargs["p0s"] = tuple(float(p) for p in FLAGS.p0s)
+  start = time.time()
+  var_path, train_path = run_toy(FLAGS.out_dir, **kwargs)
+  print(f"toy: {var_path}\ntoy: {train_path}\ntoy: total {time.time() - start:.1f}s")
+  if FLAGS.plot:
+    for path in plot_toy(FLAGS.out_dir):
+      print(f"toy: figure {path}")
+
+
+def _define_flags():
+  from absl import flags
+  flags.DEFINE_string("out_dir", None, "Folder for toy_variance.csv, toy_training.csv, toy_config.json "
+                      "(results/<sweep>/toy for plots/ to find them).")
+  flags.DEFINE_bool("quick", False, "Coarser grid, fewer draws, steps and seeds (well under a minute).")
+  flags.DEFINE_bool("plot", False, "Also draw the toy figures into <out_dir>/figures/.")
+  flags.DEFINE_list("estimators", None, f"Estimators (default: {','.join(DEFAULT_ESTIMATORS)}).")
+  flags.DEFINE_list("p0s", None, "Values of p0 (default: 0.49,0.499,0.4999).")
+  flags.DEFINE_list("seeds", None, "Training seeds (default: 0,1,2; --quick: 0,1).")
+  flags.DEFINE_integer("num_steps", None, f"Training steps (default {DEFAULT_NUM_STEPS}).")
+  flags.DEFINE_integer("num_bits", None, f"Bits D (default {DEFAULT_NUM_BITS}).")
+  flags.DEFINE_integer("num_draws", None, f"Estimates per variance point (default {DEFAULT_NUM_DRAWS}).")
+  flags.mark_flag_as_required("out_dir")
+
+
+if __name__ == "__main__":
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  from absl import app as _app
+  _define_flags()
+  _app.run(main)
