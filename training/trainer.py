@@ -39,11 +39,12 @@ def _fold(seed, *values):
 class Trainer(tf.Module):
   """Holds a run's model, optimisers, estimator state and counters (all checkpointable)."""
 
-  def __init__(self, config, splits, train_jit=False, eval_jit=True):
+  def __init__(self, config, splits, train_jit=False, eval_jit=True, model=None):
+    """``model`` overrides the config's BernoulliVAE (tests use tiny ones)."""
     super().__init__(name="trainer")
     self.config = config
     self.estimator = get_estimator(config.estimator)
-    self.model = BernoulliVAE(config.model, splits.mean_train, seed=config.seed)
+    self.model = model or BernoulliVAE(config.model, splits.mean_train, seed=config.seed)
     self.train_images = tf.constant(splits.train, tf.float32)
     self.valid_images = tf.constant(splits.valid, tf.float32)
     self.test_images = tf.constant(splits.test, tf.float32)
@@ -98,42 +99,58 @@ class Trainer(tf.Module):
     indices = tf.slice(self.permutation, [start], [batch])
     return binarize(tf.gather(self.train_images, indices), seed)
 
-  def _train_step(self):
-    model, estimator, cfg = self.model, self.estimator, self.config
-    step_seed = _fold(self.base_seed, 0, self.step)
-    data_seed, estimator_seed = tf.unstack(tf.random.experimental.stateless_split(step_seed, 2))
-    x = self._next_batch(data_seed)
+  def gradients(self, x, seed):
+    """One estimate of every gradient at binarised batch ``x``, without applying it.
+
+    Returns ``(loss, encoder_grads, decoder_grads, state_grads)``: ``loss`` is -mean
+    ELBO at the estimator's samples; encoder gradients are the estimator's
+    per-example estimates backpropagated into the encoder (descent direction on
+    -mean ELBO); decoder gradients (decoder layers, then prior logits) are those of
+    ``loss``; ``state_grads`` are the gradients of the sum of squared encoder
+    gradients with respect to the estimator's own parameters (``None`` without).
+    """
+    model, estimator, state = self.model, self.estimator, self.estimator_state
+    batch_size = tf.cast(tf.shape(x)[0], tf.float32)
     encoder_vars = list(model.encoder_variables)
     decoder_vars = list(model.decoder_variables) + [model.prior_logits]
-    state = self.estimator_state
     with tf.GradientTape() as variance_tape:
       with tf.GradientTape(persistent=True) as tape:
         logits = model.encoder_logits(x)
-        fixed_logits = tf.stop_gradient(logits)
+        fixed_logits = tf.stop_gradient(logits)  # f sees log q(b|x) as a fixed function of b
         objective = lambda b: model.elbo(x, b, fixed_logits)
-        out = estimator.fn(objective, logits, estimator_seed, state=state, context=model.encoder_input(x))
+        out = estimator.fn(objective, logits, seed, state=state, context=model.encoder_input(x))
         # Decoder and prior: gradient of -mean ELBO at the discrete samples the estimator drew.
-        decoder_loss = -tf.reduce_mean(out.f_values)
+        loss = -tf.reduce_mean(out.f_values)
+      # Only RELAX-like estimators need the estimate differentiable w.r.t. their own parameters.
       grad = out.grad if state is not None else tf.stop_gradient(out.grad)
-      # Encoder: backpropagate the per-example estimate (ascent on the mean ELBO -> descent on -mean).
-      encoder_grads = tape.gradient(logits, encoder_vars, output_gradients=-grad / cfg.batch_size)
+      # Encoder: backpropagate the per-example estimate; ascent on mean ELBO = descent on -mean.
+      encoder_grads = tape.gradient(logits, encoder_vars, output_gradients=-grad / batch_size)
       if state is not None:
         variance_loss = tf.add_n([tf.reduce_sum(tf.square(g)) for g in encoder_grads])
-    decoder_grads = tape.gradient(decoder_loss, decoder_vars)
+    decoder_grads = tape.gradient(loss, decoder_vars)
     del tape
+    state_grads = None
     if state is not None:
-      state_vars = state.trainable_variables
-      self.estimator_optimizer.apply(variance_tape.gradient(variance_loss, state_vars))
+      state_grads = variance_tape.gradient(variance_loss, state.trainable_variables)
     encoder_grads = [tf.stop_gradient(g) for g in encoder_grads]
+    return loss, encoder_grads, decoder_grads, state_grads
+
+  def _train_step(self):
+    step_seed = _fold(self.base_seed, 0, self.step)
+    data_seed, estimator_seed = tf.unstack(tf.random.experimental.stateless_split(step_seed, 2))
+    x = self._next_batch(data_seed)
+    loss, encoder_grads, decoder_grads, state_grads = self.gradients(x, estimator_seed)
+    if state_grads is not None:
+      self.estimator_optimizer.apply(state_grads)
     self.encoder_optimizer.apply(encoder_grads)
     self.decoder_optimizer.apply(decoder_grads[:-1])
     self.prior_optimizer.apply(decoder_grads[-1:])
-    decay = cfg.grad_ema_decay
+    decay = self.config.grad_ema_decay
     for g, mean_ema, sq_ema in zip(encoder_grads, self.grad_mean_ema, self.grad_sq_ema):
       mean_ema.assign(decay * mean_ema + (1.0 - decay) * g)
       sq_ema.assign(decay * sq_ema + (1.0 - decay) * tf.square(g))
     self.step.assign_add(1)
-    return decoder_loss
+    return loss
 
   def _train_block_impl(self, num_steps):
     """num_steps training steps; returns the mean training loss (-ELBO at the samples) over them."""

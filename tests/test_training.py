@@ -1,0 +1,241 @@
+"""The training loop: exact gradients on a tiny VAE, determinism, resume, bookkeeping."""
+
+import itertools
+import os
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from estimators import ESTIMATORS
+from models import BernoulliVAE
+from training import results_io, runner
+from training.config import RunConfig
+from training.sweep import PRESETS, Grid
+from training.trainer import Trainer
+
+NUM_PIXELS, NUM_LATENTS = 6, 3
+
+
+def fake_splits(num_pixels=NUM_PIXELS, sizes=(200, 60, 60), seed=0):
+  rng = np.random.default_rng(seed)
+  train, valid, test = (rng.uniform(0.05, 0.95, size=(n, num_pixels)).astype(np.float32) for n in sizes)
+  return types.SimpleNamespace(train=train, valid=valid, test=test, mean_train=train.mean(0), name="fake")
+
+
+def exact_gradients(model, x):
+  """Gradients of -mean_x E_q[ELBO(x, b)] by enumerating all 2^D latent states.
+
+  The full gradient, log q term included: its direct part has zero expectation, so
+  this is also what the estimators target with log q held fixed.
+  """
+  states = tf.constant(list(itertools.product([0.0, 1.0], repeat=model.num_latents)), tf.float32)
+  with tf.GradientTape(persistent=True) as tape:
+    logits = model.encoder_logits(x)                                     # [B, D]
+    b = tf.broadcast_to(states[:, None, :], [states.shape[0], x.shape[0], model.num_latents])
+    log_q = tf.reduce_sum(b * logits - tf.nn.softplus(logits), -1)      # [S, B]
+    expected = tf.reduce_sum(tf.exp(log_q) * model.elbo(x, b, logits), 0)
+    loss = -tf.reduce_mean(expected)
+  enc = tape.gradient(loss, list(model.encoder_variables))
+  dec = tape.gradient(loss, list(model.decoder_variables) + [model.prior_logits])
+  return [g.numpy().astype(np.float64) for g in enc + dec]
+
+
+def replicate_gradients(trainer, x, num_replicates, copies, seed):
+  """Means of the training loop's gradients over `copies` independent draws, `num_replicates` times.
+
+  Tiling the batch makes the batch-mean gradient an average of independent estimates
+  (every example draws its own noise), so one call gives a Monte Carlo mean.
+  """
+  tiled = tf.tile(x, [copies, 1])
+  fn = tf.function(trainer.gradients)
+  reps = []
+  for r in range(num_replicates):
+    _, enc, dec, _ = fn(tiled, tf.constant([seed, r], tf.int32))
+    reps.append([g.numpy().astype(np.float64) for g in enc + dec])
+  return reps
+
+
+def max_abs_z(reps, exact):
+  worst = 0.0
+  for i, target in enumerate(exact):
+    samples = np.stack([r[i] for r in reps])
+    mean = samples.mean(0)
+    se = samples.std(0, ddof=1) / np.sqrt(len(samples))
+    mask = se > 1e-9
+    worst = max(worst, float(np.max(np.abs(mean - target)[mask] / se[mask], initial=0.0)))
+    # Where the estimate does not vary (no dependence on noise) it must be exact.
+    np.testing.assert_allclose(mean[~mask], target[~mask], atol=1e-5)
+  return worst
+
+
+# With 24 replicates the replicate-mean z is ~t with 23 d.o.f.; P(|t_23| > 5.5) ~ 1.4e-5
+# per parameter; over <= 60 parameters x 8 cases the family-wise false-failure rate is < 1%.
+Z_BOUND = 5.5
+
+
+@pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
+@pytest.mark.parametrize("model_kind", ["linear", "nonlinear"])
+def test_training_gradients_match_exact_expected_elbo_gradient(estimator, model_kind):
+  splits = fake_splits()
+  config = RunConfig("fake", model_kind, estimator, seed=3, num_steps=1, batch_size=2)
+  model = BernoulliVAE(model_kind, splits.mean_train, seed=3, num_latents=NUM_LATENTS, hidden_units=4)
+  trainer = Trainer(config, splits, model=model)
+  x = tf.constant([[1, 0, 1, 1, 0, 0], [0, 1, 1, 0, 1, 0]], tf.float32)
+  exact = exact_gradients(model, x)
+  reps = replicate_gradients(trainer, x, num_replicates=24, copies=4000, seed=11)
+  assert max_abs_z(reps, exact) < Z_BOUND
+  # The same check rejects a gradient of the wrong sign: it has power here.
+  assert max_abs_z(reps, [-g for g in exact]) > 4 * Z_BOUND
+
+
+def test_relax_state_gradients_flow():
+  splits = fake_splits()
+  config = RunConfig("fake", "linear", "relax", seed=0, num_steps=1, batch_size=4)
+  model = BernoulliVAE("linear", splits.mean_train, seed=0, num_latents=NUM_LATENTS)
+  trainer = Trainer(config, splits, model=model)
+  x = tf.constant(splits.train[:4] > 0.5, tf.float32)
+  _, _, _, state_grads = trainer.gradients(x, tf.constant([0, 1], tf.int32))
+  assert len(state_grads) == len(trainer.estimator_state.trainable_variables)
+  assert all(g is not None and np.all(np.isfinite(g.numpy())) for g in state_grads)
+  assert any(float(tf.reduce_max(tf.abs(g))) > 0 for g in state_grads)
+
+
+def small_config(tmp_estimator="disarm", **kw):
+  defaults = dict(dataset="mnist", model="linear", estimator=tmp_estimator, seed=1, num_steps=40,
+                  batch_size=10, eval_every=10, bound_every=20, num_bound_samples=5)
+  defaults.update(kw)
+  return RunConfig(**defaults)
+
+
+@pytest.fixture
+def fake_data(monkeypatch):
+  splits = fake_splits(num_pixels=784, sizes=(100, 30, 30))
+  monkeypatch.setattr(runner, "load_dataset", lambda name, data_dir=None: splits)
+  return splits
+
+
+def final_params(run_dir, config, splits):
+  trainer = Trainer(config, splits)
+  manager = tf.train.CheckpointManager(trainer.checkpoint(), os.path.join(run_dir, "checkpoint"), 1)
+  manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+  return [v.numpy() for v in trainer.model.trainable_variables], int(trainer.step.numpy())
+
+
+@pytest.mark.parametrize("estimator", ["disarm", "relax"])
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, fake_data, estimator):
+  config = small_config(estimator)
+  straight = tmp_path / "straight"
+  summary = runner.train_run(config, str(straight))
+  assert summary["status"] == "done" and summary["final_step"] == 40
+
+  class Crash(Exception):
+    pass
+
+  def crash_at_20(cfg, step, steps_per_sec):
+    if step == 20:  # the row of step 20 is on disk, its checkpoint is not
+      raise Crash
+
+  interrupted = tmp_path / "interrupted"
+  with pytest.raises(Crash):
+    runner.train_run(config, str(interrupted), progress=crash_at_20)
+  assert list(pd.read_csv(interrupted / "metrics.csv")["step"]) == [0, 10, 20]
+  assert not (interrupted / "DONE.json").exists()
+  runner.train_run(config, str(interrupted))
+
+  metrics = results_io.read_metrics(str(interrupted / "metrics.csv"))
+  assert list(metrics["step"]) == [0, 10, 20, 30, 40]          # every evaluation exactly once
+  assert list(metrics.columns) == list(results_io.METRIC_COLUMNS)
+  assert metrics["test_bound_100"].notna().tolist() == [False, False, True, False, True]
+  reference = results_io.read_metrics(str(straight / "metrics.csv"))
+  np.testing.assert_allclose(metrics["train_elbo"], reference["train_elbo"], rtol=1e-5)
+  np.testing.assert_allclose(metrics["grad_variance"], reference["grad_variance"], rtol=1e-4)
+  params_a, step_a = final_params(str(straight), config, fake_data)
+  params_b, step_b = final_params(str(interrupted), config, fake_data)
+  assert step_a == step_b == 40
+  for a, b in zip(params_a, params_b):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  if estimator == "relax":
+    assert metrics["relax_temperature"].notna().all()
+
+
+def test_finished_run_is_skipped_and_config_change_is_refused(tmp_path, fake_data):
+  config = small_config(num_steps=20)
+  run_dir = str(tmp_path / "run")
+  runner.train_run(config, run_dir)
+  before = (tmp_path / "run" / "metrics.csv").read_text()
+  calls = []
+  runner.train_run(config, run_dir, progress=lambda *a: calls.append(a))
+  assert calls == [] and (tmp_path / "run" / "metrics.csv").read_text() == before
+  with pytest.raises(runner.ConfigMismatchError, match="batch_size"):
+    runner.train_run(small_config(num_steps=20, batch_size=5), run_dir)
+
+
+def test_same_seed_same_numbers_different_seed_different(fake_data):
+  def train(seed):
+    trainer = Trainer(small_config(seed=seed), fake_data)
+    trainer.train(15)
+    return np.concatenate([v.numpy().ravel() for v in trainer.model.trainable_variables])
+  a, b, c = train(4), train(4), train(5)
+  np.testing.assert_array_equal(a, b)
+  assert np.abs(a - c).max() > 1e-6
+
+
+def test_summary_rebuilt_from_run_files(tmp_path, fake_data):
+  from training.sweep import run_sweep
+  grid = Grid(datasets=("mnist",), models=("linear",), estimators=("arm", "disarm"), seeds=(0,),
+              num_steps=20, eval_every=10, bound_every=20, batch_size=10)
+  import io
+  out = io.StringIO()
+  summary = run_sweep(grid, str(tmp_path), stream=out)
+  assert sorted(summary["run_id"]) == ["mnist-linear-arm-seed0", "mnist-linear-disarm-seed0"]
+  assert (summary["status"] == "done").all() and (summary["final_step"] == 20).all()
+  assert "step 20/20" in out.getvalue() and "ETA" in out.getvalue()
+  os.unlink(tmp_path / "summary.csv")
+  rebuilt = results_io.rebuild_summary(str(tmp_path))
+  pd.testing.assert_frame_equal(rebuilt.reset_index(drop=True), summary.reset_index(drop=True))
+
+
+@pytest.mark.parametrize("field,value", [("num_steps", 0), ("batch_size", -1), ("eval_every", 0),
+                                         ("num_bound_samples", 0)])
+def test_impossible_numbers_are_rejected(field, value):
+  with pytest.raises(ValueError, match=field):
+    small_config(**{field: value}).validate()
+
+
+def test_bound_cadence_must_divide():
+  with pytest.raises(ValueError, match="multiple of eval_every"):
+    small_config(eval_every=10, bound_every=15).validate()
+
+
+@pytest.mark.parametrize("field,bad,valid", [("datasets", "mnsit", "fashion_mnist"),
+                                             ("models", "deep", "nonlinear"),
+                                             ("estimators", "disarn", "reinforce_loo")])
+def test_unknown_names_list_the_valid_ones(field, bad, valid):
+  import dataclasses
+  grid = dataclasses.replace(PRESETS["quick"], **{field: (bad,)})
+  with pytest.raises(ValueError, match=valid):
+    grid.validate()
+
+
+def test_gradient_variance_is_bias_corrected_ema_variance(fake_data):
+  trainer = Trainer(small_config(), fake_data)
+  decay = trainer.config.grad_ema_decay
+  rng = np.random.default_rng(0)
+  draws = rng.normal(1.0, 2.0, size=(300,) + tuple(trainer.grad_mean_ema[0].shape)).astype(np.float32)
+  mean = np.zeros(draws.shape[1:]); sq = np.zeros(draws.shape[1:])
+  for g in draws:
+    mean = decay * mean + (1 - decay) * g
+    sq = decay * sq + (1 - decay) * g ** 2
+  for i, (m, s) in enumerate(zip(trainer.grad_mean_ema, trainer.grad_sq_ema)):
+    m.assign(mean.astype(np.float32) if i == 0 else tf.zeros_like(m))
+    s.assign(sq.astype(np.float32) if i == 0 else tf.zeros_like(s))
+  trainer.step.assign(300)
+  c = 1 - decay ** 300
+  expected_first = np.sum(sq / c - (mean / c) ** 2)
+  total_params = sum(int(np.prod(v.shape)) for v in trainer.grad_mean_ema)
+  assert trainer.gradient_variance() == pytest.approx(expected_first / total_params, rel=1e-4)
+  # Bias-corrected EMAs over 300 draws of N(1, 4): the per-parameter variance is near 4.
+  assert expected_first / draws[0].size == pytest.approx(4.0, rel=0.1)
