@@ -63,6 +63,7 @@ Defaults, and why (see also the module constants):
     the curve shows RELAX with a fitted control variate rather than its initial one.
 """
 
+import functools
 import hashlib
 import json
 import math
@@ -89,7 +90,7 @@ DEFAULT_NUM_STEPS = 5000
 DEFAULT_LOG_EVERY = 50
 DEFAULT_LEARNING_RATE = 1e-2
 DEFAULT_VARIANCE_SEED = 0
-RELAX_VARIANCE_STEPS = 300
+RELAX_VARIANCE_STEPS = 1000
 RELAX_VARIANCE_BATCH = 100
 RELAX_VARIANCE_LR = 1e-2
 
@@ -105,19 +106,16 @@ CONFIG_JSON = "toy_config.json"
 # Bump when a change to this module changes the numbers, so that old CSVs are recomputed.
 FORMAT_VERSION = 1
 
-# XLA makes the step loop (a few dozen tiny ops per step) several times faster on CPU.
-JIT_COMPILE = True
+# None: XLA for estimators with state only (see _use_xla); True / False: for all / none.
+JIT_COMPILE = None
+# Sample variances below this times the mean square of the estimates are float32 rounding.
+FLOAT32_VARIANCE_FLOOR = (8.0 * float(np.finfo(np.float32).eps)) ** 2
 
 
 # ------------------------------------------------------------------------ problem
 def toy_objective(p0):
   """f(b) = sum_d (b_d - p0)^2 over the last axis (bits [..., D] -> [...]); works on relaxed b too."""
-  p0 = float(p0)
-
-  def f(b):
-    return tf.reduce_sum(tf.square(b - p0), axis=-1)
-
-  return f
+  return _objective_of(float(p0))
 
 
 def exact_gradient(p0, logits):
@@ -172,6 +170,151 @@ def sample_variance_se(samples):
   return float(m2 * n / (n - 1)), float(math.sqrt(max(m4 - m2 ** 2, 0.0) / n))
 
 
+# ------------------------------------------------------------------ compiled pieces
+def _use_xla(est):
+  """XLA for estimators with state (RELAX: a second-order step whose tracing costs as much
+  as compiling, and which then runs ~10x faster); plain graphs for the rest (a handful of
+  tiny ops a step: tracing takes well under a second, compiling takes seconds)."""
+  return est.has_state if JIT_COMPILE is None else bool(JIT_COMPILE)
+
+
+def _objective_of(p0):
+  """f for a p0 that is a tensor argument of a tf.function (one trace serves every p0)."""
+  return lambda b: tf.reduce_sum(tf.square(b - p0), axis=-1)
+
+
+def _reset_adam(optimizer):
+  optimizer.iterations.assign(0)
+  for slot in optimizer.m + optimizer.v:
+    slot.assign(tf.zeros_like(slot))
+
+
+def _reset_state(est, state, num_bits, seed):
+  """Sets ``state`` to the values ``est.make_state(num_bits, 0, seed=(seed, 2))`` starts from."""
+  fresh = est.make_state(num_bits, 0, seed=(int(seed), 2))
+  for var, init in zip(state.variables, fresh.variables):
+    var.assign(init)
+
+
+class _VarianceSampler:
+  """``num_draws`` estimates at one logits vector, traced once per estimator and shape.
+
+  Estimators with state get a fresh state (seeded by the call's ``state_seed``) trained
+  at the point for ``relax_steps`` steps first, on batches of ``relax_batch`` draws
+  (Adam, ``relax_learning_rate``, beta1 = 0.999, loss = mean over the batch of the sum
+  over bits of the squared estimate).
+  """
+
+  def __init__(self, est, num_draws, num_bits, relax_steps, relax_batch, relax_learning_rate):
+    self.est, self.num_draws, self.num_bits = est, num_draws, num_bits
+    self.relax_steps, self.relax_batch = relax_steps, relax_batch
+    xla = _use_xla(est)
+    if est.has_state:
+      self.state = est.make_state(num_bits, 0, seed=(0, 2))
+      self.optimizer = Adam(list(self.state.trainable_variables), relax_learning_rate, beta1=0.999,
+                            name="toy_variance_state_adam")
+      self._fit = tf.function(self._fit_impl, jit_compile=xla)
+    else:
+      self.state = None
+    self._draw = tf.function(self._draw_impl, jit_compile=xla)
+
+  def _fit_impl(self, p0, logits, seed):
+    f = _objective_of(p0)
+    tiled = tf.broadcast_to(logits, [self.relax_batch, self.num_bits])
+    variables = list(self.state.trainable_variables)
+    for t in tf.range(self.relax_steps):
+      with tf.GradientTape() as tape:
+        step_seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(t, tf.int64))
+        grad = self.est.fn(f, tiled, step_seed, state=self.state).grad
+        loss = tf.reduce_mean(tf.reduce_sum(tf.square(grad), axis=-1))
+      self.optimizer.apply(tape.gradient(loss, variables))
+
+  def _draw_impl(self, p0, logits, seed):
+    return estimate_gradient(self.est, _objective_of(p0), logits, seed, num_draws=self.num_draws,
+                             state=self.state)
+
+  def __call__(self, p0, logits, seed, state_seed):
+    p0 = tf.constant(p0, tf.float32)
+    if self.state is None:
+      return self._draw(p0, logits, seed).numpy()
+    fit_seed, draw_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    _reset_state(self.est, self.state, self.num_bits, state_seed)
+    _reset_adam(self.optimizer)
+    if self.relax_steps > 0:
+      self._fit(p0, logits, fit_seed)
+    return self._draw(p0, logits, draw_seed).numpy()
+
+
+class _CurveTrainer:
+  """train_curve's loop for one (estimator, num_bits, learning rate, logged steps), traced
+  once; p0 and the seed are arguments, and every variable is reset before each curve."""
+
+  def __init__(self, est, num_bits, learning_rate, steps):
+    self.est, self.num_bits = est, num_bits
+    self.blocks = tf.constant(np.diff(steps), tf.int64)
+    self.phi = tf.Variable(tf.zeros([num_bits]), name="phi")
+    self.optimizer = Adam([self.phi], learning_rate, name="toy_adam")
+    if est.has_state:
+      self.state = est.make_state(num_bits, 0, seed=(0, 2))
+      self.state_vars = list(self.state.trainable_variables)
+      # As the main training loop: the learning rate of phi, beta1 = 0.999 (PROTOCOL.md section 2).
+      self.state_optimizer = Adam(self.state_vars, learning_rate, beta1=0.999, name="toy_state_adam")
+    else:
+      self.state = None
+    self._run = tf.function(self._run_impl, jit_compile=_use_xla(est))
+
+  def _train_step(self, f, base_seed, t):
+    step_seed = tf.random.experimental.stateless_fold_in(base_seed, t)
+    logits = tf.convert_to_tensor(self.phi)
+    if self.state is None:
+      grad = self.est.fn(f, logits, step_seed).grad
+    else:
+      with tf.GradientTape() as tape:
+        grad = self.est.fn(f, logits, step_seed, state=self.state).grad
+        variance_loss = tf.reduce_sum(tf.square(grad))
+      self.state_optimizer.apply(tape.gradient(variance_loss, self.state_vars))
+    self.optimizer.apply([-tf.stop_gradient(grad)])  # ascent on E[f]
+
+  def _run_impl(self, p0, base_seed):
+    f = _objective_of(p0)
+    num_blocks = self.blocks.shape[0]
+    logged = tf.TensorArray(tf.float32, size=num_blocks + 1)
+    logged = logged.write(0, tf.reduce_mean(tf.sigmoid(self.phi)))
+    t = tf.constant(0, tf.int64)
+    for i in tf.range(num_blocks):
+      end = t + self.blocks[i]
+      while t < end:  # not tf.range: XLA needs the bounds of a range at compile time
+        self._train_step(f, base_seed, t)
+        t += 1
+      logged = logged.write(i + 1, tf.reduce_mean(tf.sigmoid(self.phi)))
+    return logged.stack()
+
+  def __call__(self, p0, seed):
+    self.phi.assign(tf.zeros_like(self.phi))
+    _reset_adam(self.optimizer)
+    if self.state is not None:
+      _reset_state(self.est, self.state, self.num_bits, seed)
+      _reset_adam(self.state_optimizer)
+    sigma = self._run(tf.constant(p0, tf.float32), tf.constant([int(seed), 0], tf.int32))
+    return sigma.numpy().astype(np.float64)
+
+
+@functools.lru_cache(maxsize=16)
+def _variance_sampler(est, num_draws, num_bits, relax_steps, relax_batch, relax_learning_rate):
+  return _VarianceSampler(est, num_draws, num_bits, relax_steps, relax_batch, relax_learning_rate)
+
+
+@functools.lru_cache(maxsize=16)
+def _curve_trainer(est, num_bits, learning_rate, steps):
+  return _CurveTrainer(est, num_bits, learning_rate, steps)
+
+
+def clear_caches():
+  """Drops the traced functions (and their variables) kept between calls."""
+  _variance_sampler.cache_clear()
+  _curve_trainer.cache_clear()
+
+
 # ------------------------------------------------------------------ variance curve
 def _sigma_seed(seed, sigma):
   """A [2] seed for one grid point, from the point's value (independent of the grid)."""
@@ -181,61 +324,6 @@ def _sigma_seed(seed, sigma):
 def _logits_for(sigma, num_bits):
   phi = math.log(sigma) - math.log1p(-sigma)
   return tf.fill([num_bits], tf.constant(phi, tf.float32))
-
-
-def _stateless_draws(est, p0, num_draws, num_bits):
-  f = toy_objective(p0)
-
-  @tf.function(jit_compile=JIT_COMPILE)
-  def draws(logits, seed):
-    return estimate_gradient(est, f, logits, seed, num_draws=num_draws)
-
-  return draws
-
-
-class _RelaxAtPoint:
-  """Trains a fresh RELAX state at one logits vector, then draws estimates with it.
-
-  One state and optimiser are built once and reset to their initial values before
-  each point, so the compiled functions are traced once for the whole grid.
-  """
-
-  def __init__(self, est, p0, num_draws, num_bits, seed, steps, batch, learning_rate):
-    self.est, self.num_draws, self.steps, self.batch = est, num_draws, steps, batch
-    self.f = toy_objective(p0)
-    self.state = est.make_state(num_bits, 0, seed=(int(seed), 2))
-    self.variables = list(self.state.trainable_variables)
-    self.initial = [tf.identity(v) for v in self.variables]
-    self.optimizer = Adam(self.variables, learning_rate, beta1=0.999, name="toy_relax_adam")
-    self._train = tf.function(self._train_impl, jit_compile=JIT_COMPILE)
-    self._draw = tf.function(self._draw_impl, jit_compile=JIT_COMPILE)
-
-  def reset(self):
-    for v, init in zip(self.variables, self.initial):
-      v.assign(init)
-    self.optimizer.iterations.assign(0)
-    for slot in self.optimizer.m + self.optimizer.v:
-      slot.assign(tf.zeros_like(slot))
-
-  def _train_impl(self, logits, seed):
-    tiled = tf.broadcast_to(logits, [self.batch, logits.shape[-1]])
-    for t in tf.range(self.steps):
-      with tf.GradientTape() as tape:
-        out = self.est.fn(self.f, tiled, tf.random.experimental.stateless_fold_in(seed, tf.cast(t, tf.int64)),
-                          state=self.state)
-        loss = tf.reduce_mean(tf.reduce_sum(tf.square(out.grad), axis=-1))
-      self.optimizer.apply(tape.gradient(loss, self.variables))
-    return loss
-
-  def _draw_impl(self, logits, seed):
-    return estimate_gradient(self.est, self.f, logits, seed, num_draws=self.num_draws, state=self.state)
-
-  def __call__(self, logits, seed):
-    train_seed, draw_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    self.reset()
-    if self.steps > 0:
-      self._train(logits, train_seed)
-    return self._draw(logits, draw_seed)
 
 
 def variance_curve(estimator_name, p0, sigma_grid=DEFAULT_SIGMA_GRID, num_draws=DEFAULT_NUM_DRAWS,
@@ -249,7 +337,9 @@ def variance_curve(estimator_name, p0, sigma_grid=DEFAULT_SIGMA_GRID, num_draws=
   ``variance_exact`` is ``exact_variance`` (NaN where unknown), ``num_samples`` is
   ``num_draws``. Estimators with trainable state (RELAX) get a fresh state per sigma,
   trained for ``relax_steps`` steps first (module docstring). The noise of a point
-  depends on ``seed`` and the sigma value only.
+  depends on ``seed`` and the sigma value only. A variance below float32's resolution
+  of the estimates (``FLOAT32_VARIANCE_FLOOR`` times their mean square: rounding, not
+  noise) is reported as 0.
 
   Returns a DataFrame with columns ``VARIANCE_COLUMNS``, one row per sigma.
   """
@@ -257,19 +347,20 @@ def variance_curve(estimator_name, p0, sigma_grid=DEFAULT_SIGMA_GRID, num_draws=
   num_draws, num_bits = int(num_draws), int(num_bits)
   if num_draws < 2:
     raise ValueError(f"num_draws must be >= 2 for a variance, got {num_draws}")
+  if num_bits < 1:
+    raise ValueError(f"num_bits must be >= 1, got {num_bits}")
   sigmas = [float(s) for s in sigma_grid]
   if any(not 0.0 < s < 1.0 for s in sigmas):
     raise ValueError(f"sigma_grid values must lie in (0, 1), got {sigmas}")
-  if est.has_state:
-    draws = _RelaxAtPoint(est, p0, num_draws, num_bits, seed, int(relax_steps), int(relax_batch),
-                          relax_learning_rate)
-  else:
-    draws = _stateless_draws(est, p0, num_draws, num_bits)
+  sampler = _variance_sampler(est, num_draws, num_bits, int(relax_steps), int(relax_batch),
+                              float(relax_learning_rate))
   exact = exact_variance(est, p0, np.array(sigmas), num_bits)
   rows = []
   for s, ex in zip(sigmas, exact):
-    g = draws(_logits_for(s, num_bits), _sigma_seed(seed, s)).numpy()[:, 0]
+    g = sampler(float(p0), _logits_for(s, num_bits), _sigma_seed(seed, s), seed)[:, 0]
     var, _ = sample_variance_se(g)
+    if var <= FLOAT32_VARIANCE_FLOOR * np.mean(np.square(g, dtype=np.float64)):
+      var = 0.0
     rows.append({"p0": float(p0), "estimator": est.name, "sigma_phi": s, "variance": var,
                  "variance_exact": float(ex), "num_samples": num_draws})
   return pd.DataFrame(rows, columns=list(VARIANCE_COLUMNS))
@@ -293,53 +384,19 @@ def train_curve(estimator_name, p0, num_steps=DEFAULT_NUM_STEPS, num_bits=DEFAUL
 
   Step t (0-based) draws its noise from ``stateless_fold_in([seed, 0], t)``; the whole
   loop runs in one ``tf.function`` call, so a curve is a deterministic function of its
-  arguments. Estimators with state (RELAX) train it alongside phi: Adam with the same
-  learning rate and beta1 = 0.999 on the sum over bits of the squared estimate.
+  arguments. Estimators with state (RELAX) train it alongside phi, as the main training
+  loop does: Adam with the same learning rate and beta1 = 0.999 on the sum over bits of
+  the squared estimate; the state starts from ``make_state(num_bits, 0, seed=(seed, 2))``.
 
   Returns a DataFrame with columns ``TRAINING_COLUMNS``, one row per logged step
   (``log_steps(num_steps, log_every)``; step 0 is the start, sigma = 0.5).
   """
   est = get_estimator(estimator_name)
   num_bits = int(num_bits)
+  if num_bits < 1:
+    raise ValueError(f"num_bits must be >= 1, got {num_bits}")
   steps = log_steps(num_steps, log_every)
-  blocks = tf.constant(np.diff(steps), tf.int64)
-  f = toy_objective(p0)
-  phi = tf.Variable(tf.zeros([num_bits]), name="phi")
-  optimizer = Adam([phi], learning_rate, name="toy_adam")
-  if est.has_state:
-    state = est.make_state(num_bits, 0, seed=(int(seed), 2))
-    state_vars = list(state.trainable_variables)
-    state_optimizer = Adam(state_vars, learning_rate, beta1=0.999, name="toy_state_adam")
-  else:
-    state = None
-  base_seed = tf.constant([int(seed), 0], tf.int32)
-
-  def train_step(t):
-    step_seed = tf.random.experimental.stateless_fold_in(base_seed, t)
-    logits = tf.convert_to_tensor(phi)
-    if state is None:
-      grad = est.fn(f, logits, step_seed).grad
-    else:
-      with tf.GradientTape() as tape:
-        grad = est.fn(f, logits, step_seed, state=state).grad
-        variance_loss = tf.reduce_sum(tf.square(grad))
-      state_optimizer.apply(tape.gradient(variance_loss, state_vars))
-    optimizer.apply([-tf.stop_gradient(grad)])  # ascent on E[f]
-
-  @tf.function(jit_compile=JIT_COMPILE)
-  def run():
-    mean_sigma = lambda: tf.reduce_mean(tf.sigmoid(phi))
-    logged = tf.TensorArray(tf.float32, size=blocks.shape[0] + 1)
-    logged = logged.write(0, mean_sigma())
-    t = tf.constant(0, tf.int64)
-    for i in tf.range(blocks.shape[0]):
-      for _ in tf.range(blocks[i]):
-        train_step(t)
-        t += 1
-      logged = logged.write(i + 1, mean_sigma())
-    return logged.stack()
-
-  sigma = run().numpy().astype(np.float64)
+  sigma = _curve_trainer(est, num_bits, float(learning_rate), tuple(steps))(float(p0), int(seed))
   return pd.DataFrame({"p0": float(p0), "estimator": est.name, "seed": int(seed), "step": steps,
                        "sigma_phi": sigma}, columns=list(TRAINING_COLUMNS))
 

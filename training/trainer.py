@@ -138,8 +138,11 @@ class Trainer(tf.Module):
   def _train_step(self):
     step_seed = _fold(self.base_seed, 0, self.step)
     data_seed, estimator_seed = tf.unstack(tf.random.experimental.stateless_split(step_seed, 2))
-    x = self._next_batch(data_seed)
-    loss, encoder_grads, decoder_grads, state_grads = self.gradients(x, estimator_seed)
+    return self.update(self._next_batch(data_seed), estimator_seed)
+
+  def update(self, x, seed):
+    """One optimisation step on binarised batch ``x``: all optimisers, the moving averages, step += 1."""
+    loss, encoder_grads, decoder_grads, state_grads = self.gradients(x, seed)
     if state_grads is not None:
       self.estimator_optimizer.apply(state_grads)
     self.encoder_optimizer.apply(encoder_grads)
