@@ -1,0 +1,605 @@
+"""Statistical and interface tests for every estimator in ``estimators.ESTIMATORS``.
+
+Every test that takes ``name`` is parametrised over the registry, so an estimator
+added to ``ESTIMATORS`` is covered without editing this file.
+
+* Unbiasedness (PROTOCOL.md sections 1, 2, 7.1): Monte Carlo means against the exact
+  gradient from enumerating all 2^D states, D in {1, 2, 3, 4}, with saturated logits
+  (+-6), a constant f (zero gradient) and an f that ignores one bit.
+* Planted errors: sign-flipped, doubled and mis-derived estimators must fail the very
+  same check, so a passing check means something.
+* Variance (PROTOCOL.md 7.1): for D = 1 ARM's and DisARM's variances are computed
+  exactly from the implementations; for D > 1 they are compared from paired samples.
+* Interface: shapes, per-example independence, seeding, errors.
+
+The Monte Carlo draws run under XLA (``tf.function(jit_compile=True)``), the path the
+trainer uses; the interface tests run eagerly.
+"""
+
+import dataclasses
+import math
+import os
+import statistics
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import estimators  # noqa: E402
+from estimators import ESTIMATORS, estimate_gradient, get_estimator  # noqa: E402
+from estimators import arm as arm_module  # noqa: E402
+from estimators import reinforce_loo as loo_module  # noqa: E402
+from estimators.base import Estimator, EstimatorOutput  # noqa: E402
+
+NAMES = sorted(ESTIMATORS)
+STATEFUL = sorted(n for n, e in ESTIMATORS.items() if e.has_state)
+_PHI = statistics.NormalDist().inv_cdf
+
+
+# --------------------------------------------------------------------------------------
+# Objectives: multilinear extensions of lookup tables, and their exact gradients.
+# --------------------------------------------------------------------------------------
+
+def state_bits(num_bits):
+  """[2^D, D] 0/1 matrix; row i holds the bits of state i (bit d = (i >> d) & 1)."""
+  states = np.arange(2 ** num_bits)
+  return ((states[:, None] >> np.arange(num_bits)[None, :]) & 1).astype(np.float64)
+
+
+def make_f(tables):
+  """f for a batch of examples, example c having its own table ``tables[c]`` ([C, 2^D]).
+
+  f(b) = sum_states table[state] * prod_d (b_d if state_d == 1 else 1 - b_d): it equals
+  the table on {0,1}^D and is its multilinear extension on (0,1)^D, which RELAX's relaxed
+  evaluations need. Maps bits [S, ..., C, D] to [S, ..., C].
+  """
+  tables = np.asarray(tables, np.float64)
+  num_bits = int(round(math.log2(tables.shape[-1])))
+  bits = state_bits(num_bits)
+  table_t = tf.constant(tables, tf.float32)
+
+  def f(b):
+    weights = None
+    for d in range(num_bits):
+      b_d = b[..., d:d + 1]                                      # [..., C, 1]
+      factor = tf.where(tf.constant(bits[:, d] > 0), b_d, 1.0 - b_d)  # [..., C, 2^D]
+      weights = factor if weights is None else weights * factor
+    return tf.reduce_sum(weights * table_t, axis=-1)
+
+  return f
+
+
+def exact_gradient(logits, tables):
+  """d E[f(b)] / d logits by enumeration, in float64. logits [C, D], tables [C, 2^D]."""
+  logits = np.asarray(logits, np.float64)
+  tables = np.asarray(tables, np.float64)
+  num_bits = logits.shape[-1]
+  bits = state_bits(num_bits)                                     # [2^D, D]
+  probs = 1.0 / (1.0 + np.exp(-logits))                          # [C, D]
+  grads = np.zeros_like(logits)
+  for d in range(num_bits):
+    others = [e for e in range(num_bits) if e != d]
+    # P(other bits of each state) per example: [C, 2^D]
+    p_others = np.ones((logits.shape[0], bits.shape[0]))
+    for e in others:
+      p_others *= np.where(bits[:, e] > 0, probs[:, e:e + 1], 1.0 - probs[:, e:e + 1])
+    on = bits[:, d] > 0
+    # E[f | b_d = 1] - E[f | b_d = 0]; each half of the states is weighted by p_others.
+    diff = (np.sum(tables[:, on] * p_others[:, on], axis=1)
+            - np.sum(tables[:, ~on] * p_others[:, ~on], axis=1))
+    grads[:, d] = probs[:, d] * (1.0 - probs[:, d]) * diff
+  return grads
+
+
+def test_exact_gradient_matches_finite_differences():
+  rng = np.random.default_rng(11)
+  logits = rng.normal(size=(3, 3)) * 2.0
+  tables = rng.normal(size=(3, 8))
+
+  def expectation(lg):
+    p = 1.0 / (1.0 + np.exp(-lg))
+    bits = state_bits(3)
+    probs = np.prod(np.where(bits[None] > 0, p[:, None, :], 1.0 - p[:, None, :]), axis=-1)
+    return np.sum(probs * tables, axis=-1)
+
+  h = 1e-6
+  numeric = np.zeros_like(logits)
+  for d in range(3):
+    step = np.zeros_like(logits)
+    step[:, d] = h
+    numeric[:, d] = (expectation(logits + step) - expectation(logits - step)) / (2 * h)
+  np.testing.assert_allclose(exact_gradient(logits, tables), numeric, rtol=1e-6, atol=1e-9)
+  # And the table and the tf objective agree on {0,1}^D.
+  f = make_f(tables)
+  for i, b in enumerate(state_bits(3)):
+    value = f(tf.constant(np.broadcast_to(b, (1, 3, 3)), tf.float32)).numpy()[0]
+    np.testing.assert_allclose(value, tables[:, i], rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------------
+# The test cases: each D gets a batch of examples (one row of logits, one table each).
+# --------------------------------------------------------------------------------------
+
+def _build_cases():
+  rng = np.random.default_rng(20201206)
+  cases = {}
+  # D = 1: symmetric, moderate, and saturated logits.
+  cases[1] = (np.array([[0.0], [1.3], [-2.1], [6.0], [-6.0]]), rng.normal(size=(5, 2)))
+  # D = 2: random; both bits saturated in opposite directions; one saturated bit;
+  # a constant f (exact gradient 0: ARM/DisARM/LOO then return exactly 0, zero variance).
+  logits2 = np.array([rng.normal(size=2) * 1.5, [6.0, -6.0], [0.3, 6.0], rng.normal(size=2)])
+  tables2 = rng.normal(size=(4, 4))
+  tables2[3] = 0.7
+  cases[2] = (logits2, tables2)
+  # D = 3: random; mixed saturated; an f that ignores the last bit (exact gradient 0 there).
+  logits3 = np.array([rng.normal(size=3) * 1.5, [-6.0, 0.5, 6.0], rng.normal(size=3)])
+  tables3 = rng.normal(size=(3, 8))
+  tables3[2, 4:] = tables3[2, :4]          # states with bit 2 set copy those without it
+  cases[3] = (logits3, tables3)
+  # D = 4: random; two saturated bits; all saturated.
+  logits4 = np.array([rng.normal(size=4) * 1.5, [6.0, -0.7, -6.0, 1.1], [6.0, -6.0, -6.0, 6.0]])
+  cases[4] = (logits4, rng.normal(size=(3, 16)))
+  return cases
+
+
+CASES = _build_cases()
+BITS_PER_SWEEP = sum(lg.size for lg, _ in CASES.values())    # 34 z-scores per estimator
+
+# The "powerful" case for planted errors: moderate logits (one negative) and a table with
+# large differences, so |exact| / s.e. is in the hundreds at PLANT_DRAWS draws.
+PLANT_LOGITS = np.array([[-1.5, 0.8]])
+PLANT_TABLE = np.array([[0.0, 2.0, -1.0, 3.0]])
+
+N_DRAWS = 200_000      # Monte Carlo draws per unbiasedness check
+PLANT_DRAWS = 50_000
+CHUNK = 50_000         # draws per vectorised call (bounds RELAX's memory); one compile
+
+# ---- Bonferroni bound for the unbiasedness z-scores ---------------------------------
+# Every estimator is bounded on these cases (|f| bounded, all weights bounded, the noise
+# clipped away from 0 and 1), so by the CLT the per-bit mean of N i.i.d. draws is normal
+# to good accuracy and z = (mean - exact) / (s / sqrt(N)) is ~N(0, 1) under unbiasedness.
+# The least normal case is a saturated bit whose estimate is mostly 0 or tiny (DisARM at
+# |phi| = 6 is nonzero w.p. 2 * sigmoid(-6) = 0.5%): even then N = 2e5 gives ~1000
+# nonzero draws (5e4: ~250), enough for the normal tail to be accurate to a small factor. Counting every z-score
+# this file expects to pass (registry sweep, extra LOO sample sizes, perturbed estimator
+# states, and the unmodified estimators on the planted-error case), a two-sided bound
+# |z| < Phi^{-1}(1 - ALPHA / (2 M)) makes the probability that ANY correct estimator fails
+# at most ALPHA = 0.1% (Bonferroni; the seeds are fixed, so in practice the outcome is
+# deterministic, and this says a failure is not plausibly bad luck).
+ALPHA = 1e-3
+EXTRA_LOO_K = (3, 4)
+M_UNBIASED = (len(NAMES) * BITS_PER_SWEEP
+              + len(EXTRA_LOO_K) * CASES[3][0].size
+              + len(STATEFUL) * CASES[3][0].size
+              + len(NAMES) * PLANT_LOGITS.size)
+Z_BOUND = _PHI(1.0 - ALPHA / (2.0 * M_UNBIASED))            # ~4.5 for M ~ 170
+
+
+# --------------------------------------------------------------------------------------
+# Monte Carlo machinery and the one check function everything goes through.
+# --------------------------------------------------------------------------------------
+
+def mc_draws(estimator, tables, logits, seed, num_draws=N_DRAWS, state=None, jit=True):
+  """num_draws independent estimates as float64 [num_draws, C, D], in chunks.
+
+  Chunk k uses seed [seed, k]: distinct stateless seeds give independent streams. With
+  ``jit`` the chunks run under XLA (one compile, reused by every chunk); without, eagerly
+  (cheaper for one small chunk: no compile).
+  """
+  est = get_estimator(estimator)
+  f = make_f(tables)
+  logits_t = tf.constant(logits, tf.float32)
+  if state is None and est.has_state:
+    state = est.make_state(logits_t.shape[-1], 0)   # as estimate_gradient would build it
+  chunk = min(CHUNK, num_draws)
+  assert num_draws % chunk == 0
+
+  def run(seed_pair):
+    return estimate_gradient(est, f, logits_t, seed_pair, num_draws=chunk, state=state)
+
+  if jit:
+    run = tf.function(run, jit_compile=True)
+
+  out = [run(tf.constant([seed, k], tf.int32)).numpy() for k in range(num_draws // chunk)]
+  return np.concatenate(out, axis=0).astype(np.float64)
+
+
+@dataclasses.dataclass
+class Check:
+  ok: bool
+  z: np.ndarray          # [C, D]
+  mean: np.ndarray
+  exact: np.ndarray
+  se: np.ndarray
+
+  def describe(self):
+    c, d = np.unravel_index(np.argmax(np.abs(self.z)), self.z.shape)
+    return (f"max |z| = {abs(self.z[c, d]):.2f} (bound {Z_BOUND:.2f}) at example {c}, bit {d}: "
+            f"mean {self.mean[c, d]:.6g}, exact {self.exact[c, d]:.6g}, s.e. {self.se[c, d]:.3g}\n"
+            f"z =\n{np.array2string(self.z, precision=2)}")
+
+
+def check_unbiased(draws, logits, tables):
+  """z-scores of the Monte Carlo mean against the exact gradient, per example and bit.
+
+  A bit whose draws are all identical (zero sample variance: the constant f, or DisARM
+  at logit 0 with D = 1, which is deterministic) has s.e. 0; a float32 floor float_tol
+  in the denominator turns its check into |mean - exact| <= Z_BOUND * float_tol, i.e.
+  agreement to float32 precision, instead of a division by zero. The floor is ~1e-6 of
+  the table scale, below every nonzero s.e. here (>= 1.4e-5), so it costs little power
+  (the denominator grows by <= 3%).
+  """
+  exact = exact_gradient(logits, tables)
+  mean = draws.mean(axis=0)
+  se = draws.std(axis=0, ddof=1) / math.sqrt(draws.shape[0])
+  float_tol = 1e-6 * (1.0 + np.max(np.abs(tables)))
+  z = (mean - exact) / np.sqrt(se ** 2 + float_tol ** 2)
+  return Check(ok=bool(np.all(np.abs(z) < Z_BOUND)), z=z, mean=mean, exact=exact, se=se)
+
+
+# --------------------------------------------------------------------------------------
+# 1. Unbiasedness of every registered estimator.
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("num_bits", sorted(CASES))
+@pytest.mark.parametrize("name", NAMES)
+def test_unbiased(name, num_bits):
+  logits, tables = CASES[num_bits]
+  draws = mc_draws(name, tables, logits, seed=1000 + num_bits)
+  assert np.all(np.isfinite(draws))
+  result = check_unbiased(draws, logits, tables)
+  assert result.ok, f"{name}, D={num_bits}: " + result.describe()
+
+
+@pytest.mark.parametrize("num_samples", EXTRA_LOO_K)
+def test_reinforce_loo_unbiased_for_other_sample_counts(num_samples):
+  logits, tables = CASES[3]
+  est = loo_module.make(num_samples)
+  assert est.num_f_evals == num_samples
+  result = check_unbiased(mc_draws(est, tables, logits, seed=2000 + num_samples), logits, tables)
+  assert result.ok, result.describe()
+
+
+@pytest.mark.parametrize("name", STATEFUL)
+def test_unbiased_with_perturbed_state(name):
+  """An estimator with trainable state must be unbiased for any state, not just the
+  initial one (RELAX: unbiased for any control variate). Every variable is moved."""
+  logits, tables = CASES[3]
+  est = ESTIMATORS[name]
+  state = est.make_state(logits.shape[-1], 0, seed=(5, 6))
+  rng = np.random.default_rng(7)
+  for v in state.trainable_variables:
+    v.assign_add(tf.constant(0.3 * rng.normal(size=v.shape), v.dtype))
+  result = check_unbiased(mc_draws(est, tables, logits, seed=3000, state=state), logits, tables)
+  assert result.ok, result.describe()
+
+
+# --------------------------------------------------------------------------------------
+# 2. Planted errors must fail the same check.
+# --------------------------------------------------------------------------------------
+
+def _wrapped(est, transform, label):
+  def fn(f, logits, seed, state=None, context=None):
+    out = est.fn(f, logits, seed, state=state, context=context)
+    return out._replace(grad=transform(out.grad))
+  return dataclasses.replace(est, name=f"{est.name}_{label}", fn=fn)
+
+
+def _disarm_wrong_sign(f, logits, seed, state=None, context=None):
+  """DisARM with (-1)^{b~} instead of (-1)^{b} (our own code)."""
+  _, bits = arm_module.antithetic_pair(logits, seed)
+  b, b_tilde = bits[0], bits[1]
+  f_values = f(bits)
+  diff = (f_values[1] - f_values[0])[..., tf.newaxis]
+  grad = 0.5 * diff * (1.0 - 2.0 * b_tilde) * tf.abs(b - b_tilde) * tf.sigmoid(tf.abs(logits))
+  return EstimatorOutput(grad, bits, f_values)
+
+
+def _disarm_no_abs(f, logits, seed, state=None, context=None):
+  """DisARM with sigmoid(phi) instead of sigmoid(|phi|): biased wherever phi < 0."""
+  _, bits = arm_module.antithetic_pair(logits, seed)
+  b, b_tilde = bits[0], bits[1]
+  f_values = f(bits)
+  diff = (f_values[1] - f_values[0])[..., tf.newaxis]
+  grad = 0.5 * diff * (1.0 - 2.0 * b) * tf.abs(b - b_tilde) * tf.sigmoid(logits)
+  return EstimatorOutput(grad, bits, f_values)
+
+
+def _arm_without_antithetic(f, logits, seed, state=None, context=None):
+  """ARM using f(b~) alone instead of f(b~) - f(b): expectation is half the gradient."""
+  u, bits = arm_module.antithetic_pair(logits, seed)
+  f_values = f(bits)
+  return EstimatorOutput(f_values[1][..., tf.newaxis] * (u - 0.5), bits, f_values)
+
+
+def _loo_baseline_includes_self(f, logits, seed, state=None, context=None):
+  """REINFORCE with the mean of ALL K samples as baseline: scaled by (K-1)/K = 1/2."""
+  probs = tf.sigmoid(logits)
+  u = tf.random.stateless_uniform(tf.concat([[2], tf.shape(logits)], 0), seed=seed)
+  bits = tf.cast(u < probs, logits.dtype)
+  f_values = f(bits)
+  signal = (f_values - tf.reduce_mean(f_values, axis=0, keepdims=True))[..., tf.newaxis]
+  return EstimatorOutput(tf.reduce_mean(signal * (bits - probs), axis=0), bits, f_values)
+
+
+PLANTED_FORMULAS = {
+    "disarm_sign_of_b_tilde": _disarm_wrong_sign,
+    "disarm_sigmoid_without_abs": _disarm_no_abs,
+    "arm_without_antithetic_term": _arm_without_antithetic,
+    "loo_baseline_includes_self": _loo_baseline_includes_self,
+}
+
+
+def _plant_check(est):
+  draws = mc_draws(est, PLANT_TABLE, PLANT_LOGITS, seed=4000, num_draws=PLANT_DRAWS, jit=False)
+  return check_unbiased(draws, PLANT_LOGITS, PLANT_TABLE)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_planted_sign_flip_and_scaling_fail(name):
+  est = ESTIMATORS[name]
+  honest = _plant_check(est)
+  assert honest.ok, "the unmodified estimator must pass on the planted case: " + honest.describe()
+  # The case has power: |exact| is many s.e. away from 0 (and from 2 * exact).
+  assert np.max(np.abs(honest.exact) / honest.se) > 4 * Z_BOUND
+  for label, transform in [("negated", lambda g: -g), ("doubled", lambda g: 2.0 * g)]:
+    planted = _plant_check(_wrapped(est, transform, label))
+    assert not planted.ok, f"{name} {label} passed the unbiasedness check: " + planted.describe()
+
+
+@pytest.mark.parametrize("label", sorted(PLANTED_FORMULAS))
+def test_planted_formula_errors_fail(label):
+  est = Estimator(name=label, fn=PLANTED_FORMULAS[label], num_f_evals=2)
+  planted = _plant_check(est)
+  assert not planted.ok, f"{label} passed the unbiasedness check: " + planted.describe()
+
+
+# --------------------------------------------------------------------------------------
+# 3. Variance: DisARM <= ARM (PROTOCOL.md 7.1).
+# --------------------------------------------------------------------------------------
+
+VAR_LOGITS = np.array([-6.0, -4.0, -2.0, -1.0, -0.3, 0.0, 0.3, 1.0, 2.0, 4.0, 6.0])
+VAR_TABLES = np.random.default_rng(31).normal(size=(3, 2))
+GRID_PER_PIECE = 2000
+
+
+def _exact_d1_moments(monkeypatch, name, logits, tables):
+  """Exact mean and variance of a D = 1 ARM-family estimator, from its implementation.
+
+  For D = 1 the estimate is a function of the single uniform u. The pair (b, b~) is
+  constant on the three pieces of (0, 1) cut at s and 1 - s (taken exactly as the
+  float32 code computes them); on each piece ARM is linear in u and DisARM constant.
+  A midpoint grid inside each piece (no cell straddles a discontinuity) therefore
+  integrates the mean exactly and the second moment to O(w^3 / G^2) (< 1e-14 here).
+  We feed the grid in place of the random u by patching ``uniform_noise`` in the module
+  that draws the antithetic pair.
+  Returns mean, var [K] (one per example), and the values and weights on the grid.
+  """
+  probs32 = tf.sigmoid(tf.constant(logits, tf.float32)).numpy()          # [K]
+  one_minus32 = (np.float32(1.0) - probs32).astype(np.float32)            # as in the code
+  lo = np.minimum(probs32, one_minus32).astype(np.float64)
+  hi = np.maximum(probs32, one_minus32).astype(np.float64)
+  edges = np.stack([np.zeros_like(lo), lo, hi, np.ones_like(lo)])          # [4, K]
+  mids = (np.arange(GRID_PER_PIECE) + 0.5) / GRID_PER_PIECE                 # [G]
+  u64 = edges[:-1, None, :] + mids[None, :, None] * (edges[1:] - edges[:-1])[:, None, :]
+  u32 = u64.astype(np.float32)                                               # [3, G, K]
+  # No grid point may land on or across a piece boundary after rounding to float32.
+  nonempty = (edges[1:] > edges[:-1])[:, None, :] & np.ones_like(u32, bool)
+  assert np.all((u32 > edges[:-1, None, :].astype(np.float32))[nonempty])
+  assert np.all((u32 < edges[1:, None, :].astype(np.float32))[nonempty])
+  weights = np.broadcast_to(((edges[1:] - edges[:-1]) / GRID_PER_PIECE)[:, None, :], u32.shape)
+  u_flat = u32.reshape(3 * GRID_PER_PIECE, len(logits), 1)
+  calls = []
+
+  def grid_noise(shape, seed, dtype=tf.float32):
+    del seed
+    assert tuple(np.asarray(shape)) == u_flat.shape, (shape, u_flat.shape)
+    calls.append(1)
+    return tf.constant(u_flat, dtype)
+
+  monkeypatch.setattr(arm_module, "uniform_noise", grid_noise)
+  values = estimate_gradient(name, make_f(tables), logits[:, None], seed=0,
+                             num_draws=u_flat.shape[0]).numpy().astype(np.float64)
+  monkeypatch.undo()
+  assert calls, f"{name} did not draw its noise through estimators.arm.uniform_noise"
+  values = values.reshape(3, GRID_PER_PIECE, len(logits))
+  mean = np.sum(weights * values, axis=(0, 1))
+  second = np.sum(weights * values ** 2, axis=(0, 1))
+  return mean, second - mean ** 2, values, weights
+
+
+def test_d1_exact_variance_disarm_below_arm(monkeypatch):
+  """Exact D = 1 moments of ARM and DisARM from their code, against the closed forms.
+
+  With m = min(s, 1 - s) and Delta = f(1) - f(0):
+    E[g] = Delta m (1 - m) for both (the exact gradient),
+    Var[ARM]    = Delta^2 (m/2 - 2 m^2 + 8/3 m^3 - m^4),
+    Var[DisARM] = Delta^2 (m/2 - 2 m^2 + 5/2 m^3 - m^4),
+  so Var[ARM] - Var[DisARM] = Delta^2 m^3 / 6 >= 0, with equality only as |phi| -> inf.
+  At phi = +-6 the gap is ~2e-6 of the variance, so the comparison below must be (and
+  is) accurate to ~1e-8 relative: float32 rounding of u and of the estimates.
+  """
+  num_logits = len(VAR_LOGITS)
+  logits = np.tile(VAR_LOGITS, len(VAR_TABLES))                          # [T * L]
+  tables = np.repeat(VAR_TABLES, num_logits, axis=0)                     # [T * L, 2]
+  mean_a, var_a, values_a, weights = _exact_d1_moments(monkeypatch, "arm", logits, tables)
+  mean_d, var_d, values_d, _ = _exact_d1_moments(monkeypatch, "disarm", logits, tables)
+
+  exact = exact_gradient(logits[:, None], tables)[:, 0]
+  # The means are the exact gradient (float32 sigmoid moves s(1-s) by <= 2e-5 at |phi| = 6).
+  np.testing.assert_allclose(mean_a, exact, rtol=5e-5, atol=1e-9)
+  np.testing.assert_allclose(mean_d, exact, rtol=5e-5, atol=1e-9)
+
+  # The implementations match the closed forms, with m the width of the end pieces as the
+  # float32 code cuts them (they can differ by one float32 ulp of 1 - s: use their mean;
+  # the variances are linear in the widths to first order).
+  m = 0.5 * (weights[0].sum(axis=0) + weights[2].sum(axis=0))
+  delta2 = (tables[:, 1] - tables[:, 0]) ** 2
+  np.testing.assert_allclose(var_a, delta2 * (m / 2 - 2 * m**2 + 8 / 3 * m**3 - m**4), rtol=1e-5)
+  np.testing.assert_allclose(var_d, delta2 * (m / 2 - 2 * m**2 + 5 / 2 * m**3 - m**4),
+                             rtol=1e-5, atol=1e-12)
+
+  # DisARM is the Rao-Blackwellisation of ARM: on each piece (fixed (b, b~)) its value is
+  # the average of ARM's over u. Checked where the piece has positive width.
+  piece_w = weights.sum(axis=1)                                           # [3, K]
+  arm_piece_mean = (weights * values_a).sum(axis=1) / np.where(piece_w > 0, piece_w, 1.0)
+  disarm_piece = values_d[:, 0, :]
+  assert np.all(np.ptp(values_d, axis=1)[piece_w > 0] == 0)              # constant per piece
+  np.testing.assert_allclose(disarm_piece[piece_w > 0], arm_piece_mean[piece_w > 0],
+                             rtol=1e-6, atol=1e-9)
+
+  # The claim: Var[DisARM] <= Var[ARM] at every logit. The true gap is smallest at
+  # |phi| = 6, m^2/3 ~ 2e-6 of the variance; float32 rounding of the estimates moves the
+  # computed variances by ~1e-7 relative, so a 1e-8 cushion leaves the check meaningful.
+  assert np.all(var_d <= var_a * (1 + 1e-8) + 1e-15), np.c_[logits, var_a, var_d]
+  # Where DisARM is strictly better by a visible margin: all |phi| <= 4.
+  inner = np.abs(logits) <= 4
+  assert np.all(var_d[inner] < var_a[inner] * (1 - 1e-4))
+
+
+# Paired per-bit variance comparison for D > 1 (both estimators get the same seed; the
+# test below does not rely on the pairing being exact, only on draws being i.i.d.).
+# Per draw i: d_i = (g^D_i - mean^D)^2 - (g^A_i - mean^A)^2; mean(d) estimates
+# Var[DisARM] - Var[ARM] with s.e. std(d)/sqrt(N) (CLT; bounded estimators). One-sided
+# Bonferroni over M_VAR bits: fail only if mean(d) > Phi^{-1}(1 - ALPHA/M_VAR) * s.e., so
+# a true Var[DisARM] <= Var[ARM] fails with probability <= 0.1%. This is the "margin of
+# several standard errors" form of var_disarm <= var_arm * (1 + tol).
+VAR_CASES = [2, 3, 4]
+M_VAR = sum(CASES[d][0].size for d in VAR_CASES)
+Z_VAR = _PHI(1.0 - ALPHA / M_VAR)
+
+
+def _variance_gap_z(draws_low, draws_high):
+  centred_low = (draws_low - draws_low.mean(axis=0)) ** 2
+  centred_high = (draws_high - draws_high.mean(axis=0)) ** 2
+  diff = centred_low - centred_high
+  se = diff.std(axis=0, ddof=1) / math.sqrt(diff.shape[0])
+  gap = diff.mean(axis=0)
+  # Bits where both estimates are exactly constant (the constant f) have gap 0, s.e. 0.
+  return np.where(se > 0, gap / np.where(se > 0, se, 1.0), np.where(gap > 0, np.inf, 0.0))
+
+
+@pytest.mark.parametrize("num_bits", VAR_CASES)
+def test_sampled_variance_disarm_below_arm(num_bits):
+  logits, tables = CASES[num_bits]
+  draws_a = mc_draws("arm", tables, logits, seed=5000 + num_bits)
+  draws_d = mc_draws("disarm", tables, logits, seed=5000 + num_bits)
+  z = _variance_gap_z(draws_d, draws_a)
+  assert np.all(z < Z_VAR), f"Var[DisARM] > Var[ARM] beyond sampling error: z =\n{z}"
+  # The comparison has power: the reverse claim (ARM <= DisARM) is rejected somewhere.
+  assert np.any(_variance_gap_z(draws_a, draws_d) >= Z_VAR)
+
+
+# --------------------------------------------------------------------------------------
+# 4. Interface.
+# --------------------------------------------------------------------------------------
+
+def _table_f(num_bits, num_examples, seed=0):
+  return make_f(np.random.default_rng(seed).normal(size=(num_examples, 2 ** num_bits)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("batch_shape", [(), (2,), (2, 3)])
+def test_output_shapes(name, batch_shape):
+  num_bits = 3
+  logits = tf.constant(np.random.default_rng(1).normal(size=batch_shape + (num_bits,)), tf.float32)
+  # A table per last batch index (a table-free f would do too); broadcasts over leading dims.
+  num_examples = batch_shape[-1] if batch_shape else 1
+  f_tab = _table_f(num_bits, num_examples)
+  f = f_tab if batch_shape else (lambda b: f_tab(b[..., tf.newaxis, :])[..., 0])
+  single = estimate_gradient(name, f, logits, seed=3)
+  assert single.shape == logits.shape and single.dtype == tf.float32
+  many = estimate_gradient(name, f, logits, seed=3, num_draws=5)
+  assert many.shape == (5,) + logits.shape
+  assert np.all(np.isfinite(single.numpy())) and np.all(np.isfinite(many.numpy()))
+  # Side information (the encoder input) is accepted by every estimator.
+  context = tf.ones(batch_shape + (4,))
+  assert estimate_gradient(name, f, logits, seed=3, context=context).shape == logits.shape
+  assert estimate_gradient(name, f, logits, seed=3, num_draws=5,
+                           context=context).shape == (5,) + logits.shape
+  with pytest.raises(ValueError):
+    estimate_gradient(name, f, logits, seed=3, num_draws=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_example_depends_only_on_its_own_row(name):
+  """Changing other examples' logits and tables leaves example 0's estimate unchanged.
+
+  (That each row's estimate is unbiased for that row's own gradient is what the batched
+  unbiasedness test checks: every D there is a batch of examples with their own tables.)
+  """
+  rng = np.random.default_rng(2)
+  logits = rng.normal(size=(4, 3))
+  tables = rng.normal(size=(4, 8))
+  est = ESTIMATORS[name]
+  state = est.make_state(3, 0) if est.has_state else None
+  first = estimate_gradient(name, make_f(tables), logits, seed=9, num_draws=64, state=state)
+  logits2, tables2 = logits.copy(), tables.copy()
+  logits2[1:] = rng.normal(size=(3, 3)) * 3
+  tables2[1:] = rng.normal(size=(3, 8)) * 5
+  second = estimate_gradient(name, make_f(tables2), logits2, seed=9, num_draws=64, state=state)
+  np.testing.assert_allclose(second.numpy()[:, 0], first.numpy()[:, 0], rtol=1e-5, atol=1e-6)
+  assert not np.allclose(second.numpy()[:, 1:], first.numpy()[:, 1:])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_seeding(name):
+  logits = tf.constant(np.random.default_rng(3).normal(size=(2, 3)), tf.float32)
+  f = _table_f(3, 2)
+  est = ESTIMATORS[name]
+  state = est.make_state(3, 0) if est.has_state else None
+
+  def run(seed):
+    return estimate_gradient(name, f, logits, seed=seed, num_draws=32, state=state).numpy()
+
+  a = run(7)
+  np.testing.assert_array_equal(a, run(7))                     # deterministic
+  np.testing.assert_array_equal(a, run([7, 0]))                # int seed s == [s, 0]
+  np.testing.assert_array_equal(a, run(tf.constant([7, 0])))
+  assert not np.array_equal(a, run(8))                         # another seed, other draws
+  assert not np.array_equal(a, run([7, 1]))
+  # A plain tf.function gives the eager values (same stateless kernels).
+  graph = tf.function(lambda l: estimate_gradient(name, f, l, [7, 0], num_draws=32, state=state))
+  np.testing.assert_allclose(graph(logits).numpy(), a, rtol=1e-5, atol=1e-6)
+  # Under XLA (what the trainer and the Monte Carlo tests above use) the estimate is also
+  # a pure function of the seed. It is NOT the eager stream: TF 2.18's XLA lowering of the
+  # stateless RNG draws different (equally valid) noise; see datasets/binarize.py.
+  jitted = tf.function(lambda l, s: estimate_gradient(name, f, l, s, num_draws=32, state=state),
+                       jit_compile=True)
+  x1 = jitted(logits, tf.constant([7, 0])).numpy()
+  np.testing.assert_array_equal(x1, jitted(logits, tf.constant([7, 0])).numpy())
+  assert not np.array_equal(x1, jitted(logits, tf.constant([8, 0])).numpy())
+  # The draws within one call differ from each other.
+  assert len({row.tobytes() for row in a}) > 1
+
+
+def test_unknown_name_lists_valid_names():
+  f = _table_f(2, 1)
+  for call in (lambda: get_estimator("no_such_estimator"),
+               lambda: estimate_gradient("no_such_estimator", f, tf.zeros([1, 2]), seed=0)):
+    with pytest.raises(ValueError) as info:
+      call()
+    message = str(info.value)
+    assert "no_such_estimator" in message
+    for name in ESTIMATORS:
+      assert name in message
+
+
+def test_registry_entries_are_consistent():
+  for name, est in ESTIMATORS.items():
+    assert isinstance(est, Estimator) and est.name == name
+    assert get_estimator(name) is est and get_estimator(est) is est
+    assert est.num_f_evals >= 1 and callable(est.fn)
+  assert estimators.__all__  # the public API is declared
+
+
+def test_reinforce_loo_rejects_one_sample():
+  f = _table_f(2, 1)
+  logits = tf.zeros([1, 2])
+  with pytest.raises(ValueError, match="num_samples >= 2"):
+    estimate_gradient(loo_module.make(1), f, logits, seed=0)
+  with pytest.raises(ValueError, match="num_samples >= 2"):
+    loo_module.reinforce_loo(f, logits, tf.constant([0, 0]), num_samples=1)
