@@ -15,8 +15,9 @@ estimating ``d/d logits E_{b ~ Bernoulli(sigmoid(logits))}[f(b)]``.
 * ``logits`` has shape ``[*batch, D]``; the estimate has the same shape, one
   value per example and bit (nothing is averaged over the batch).
 * ``seed`` is a ``[2]`` int32 seed for the stateless ``tf.random`` ops, so that an
-  estimate is a pure function of its inputs (reproducible, resumable, and the
-  same inside or outside ``tf.function``/XLA).
+  estimate is a pure function of its inputs (reproducible and resumable; the
+  same eagerly and in ``tf.function``; under XLA, TF 2.18 draws a different but
+  equally valid and equally deterministic stream for the same seed).
 * ``state`` carries trainable parameters of the estimator itself (RELAX's
   temperature, scale and control network), built by ``Estimator.make_state``.
 * ``context`` is side information for such parameters (the encoder input), with

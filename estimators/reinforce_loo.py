@@ -38,6 +38,8 @@ def reinforce_loo(f, logits, seed, state=None, context=None, num_samples=2):
 
 
 def make(num_samples: int = 2) -> Estimator:
+  if num_samples < 2:
+    raise ValueError(f"reinforce_loo needs num_samples >= 2 for a leave-one-out baseline, got {num_samples}")
   return Estimator(
       name="reinforce_loo" if num_samples == 2 else f"reinforce_loo_{num_samples}",
       fn=functools.partial(reinforce_loo, num_samples=num_samples),
