@@ -20,13 +20,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("preset", "quick", ["quick", "reduced", "paper", "none"],
+flags.DEFINE_enum("preset", "quick", ["quick", "reduced", "paper", "multisample", "none"],
                   "Named grid: quick (minutes on 2 CPU cores), reduced (the committed ~2 h sweep), "
-                  "paper (the paper's single-layer grid, 5 seeds, 10^6 steps), none (flags only).")
+                  "paper (the paper's single-layer grid, 5 seeds, 10^6 steps), multisample (VIMCO with "
+                  "2m samples against local DisARM with m pairs, m in 1, 5, 10), none (flags only).")
 flags.DEFINE_list("datasets", None, "Datasets: mnist, fashion_mnist, omniglot. Overrides the preset.")
 flags.DEFINE_list("models", None, "Models: linear, nonlinear. Overrides the preset.")
-flags.DEFINE_list("estimators", None, "Estimators by registry name (reinforce_loo, arm, disarm, relax). "
-                  "Overrides the preset.")
+flags.DEFINE_list("estimators", None, "Estimators by registry name: reinforce_loo, arm, disarm, relax; "
+                  "vimco_<K>, local_disarm_<m>, local_disarm_sym_<m> for the multi-sample bounds; "
+                  "reinforce_loo_<K>. Overrides the preset.")
 flags.DEFINE_list("seeds", None, "Integer seeds, e.g. 0,1,2. Overrides the preset.")
 flags.DEFINE_integer("num_steps", None, "Training steps per run. Overrides the preset.")
 flags.DEFINE_integer("eval_every", None, "Steps between evaluations (paper: 1000). Overrides the preset.")

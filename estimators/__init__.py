@@ -7,18 +7,45 @@ Every estimator shares one signature (see ``estimators/base.py``)::
 Adding an estimator: write ``estimators/my_estimator.py`` defining the function
 and an ``ESTIMATOR = Estimator(...)`` object, then add one line to ``ESTIMATORS``
 below.
+
+Multi-sample estimators (VIMCO, local DisARM) estimate the gradient of the
+``K``-sample bound ``E[log mean_k exp f(b_k)]`` instead; ``Estimator.objective_samples``
+says which, and their output's ``objective`` carries the bound for the direct term.
 """
+
+import re
 
 import tensorflow as tf
 
-from estimators import arm, disarm, reinforce_loo, relax
+from estimators import arm, disarm, local_disarm, reinforce_loo, relax, vimco
 from estimators.base import Estimator, EstimatorOutput, as_seed
 
 ESTIMATORS = {
+    # Single-sample estimators of d E[f(b)] (PROTOCOL.md section 2).
     "reinforce_loo": reinforce_loo.ESTIMATOR,
     "arm": arm.ESTIMATOR,
     "disarm": disarm.ESTIMATOR,
     "relax": relax.ESTIMATOR,
+    # Multi-sample bounds, at the paper's equal-cost pairs: VIMCO with 2m samples
+    # against local DisARM with m pairs, m in {1, 5, 10}.
+    "vimco_2": vimco.make(2),
+    "vimco_10": vimco.make(10),
+    "vimco_20": vimco.make(20),
+    "local_disarm_1": local_disarm.make(1),
+    "local_disarm_5": local_disarm.make(5),
+    "local_disarm_10": local_disarm.make(10),
+    "local_disarm_sym_1": local_disarm.make_symmetrised(1),
+    "local_disarm_sym_5": local_disarm.make_symmetrised(5),
+    "local_disarm_sym_10": local_disarm.make_symmetrised(10),
+}
+
+# Families whose size is part of the name: "<family>_<int>" builds any size on demand
+# (e.g. "vimco_6", "local_disarm_3", "reinforce_loo_4").
+FAMILIES = {
+    "reinforce_loo": reinforce_loo.make,
+    "vimco": vimco.make,
+    "local_disarm": local_disarm.make,
+    "local_disarm_sym": local_disarm.make_symmetrised,
 }
 
 
@@ -26,10 +53,21 @@ def get_estimator(name) -> Estimator:
   """Looks an estimator up by name (an ``Estimator`` passes through)."""
   if isinstance(name, Estimator):
     return name
-  try:
+  if name in ESTIMATORS:
     return ESTIMATORS[name]
-  except KeyError:
-    raise ValueError(f"unknown estimator {name!r}; valid names: {', '.join(sorted(ESTIMATORS))}") from None
+  match = re.fullmatch(r"(.+)_(\d+)", str(name))
+  if match and match.group(1) in FAMILIES:
+    return FAMILIES[match.group(1)](int(match.group(2)))
+  raise ValueError(f"unknown estimator {name!r}; valid names: {', '.join(ESTIMATORS)}, "
+                   f"or <family>_<size> for a family in {', '.join(FAMILIES)}")
+
+
+def is_valid_estimator(name) -> bool:
+  try:
+    get_estimator(name)
+  except ValueError:
+    return False
+  return True
 
 
 def estimate_gradient(estimator, f, logits, seed, num_draws=None, state=None, context=None):
@@ -68,4 +106,5 @@ def estimate_gradient(estimator, f, logits, seed, num_draws=None, state=None, co
   return est.fn(f, tiled, seed, state=state, context=context).grad
 
 
-__all__ = ["ESTIMATORS", "Estimator", "EstimatorOutput", "estimate_gradient", "get_estimator"]
+__all__ = ["ESTIMATORS", "FAMILIES", "Estimator", "EstimatorOutput", "estimate_gradient", "get_estimator",
+           "is_valid_estimator"]

@@ -39,13 +39,23 @@ class EstimatorOutput(NamedTuple):
   """What every estimator returns.
 
   Attributes:
-    grad: ``[*batch, D]`` estimate of ``d E[f(b)] / d logits``.
+    grad: ``[*batch, D]`` estimate of ``d E[objective] / d logits`` through the
+      sampling distribution (``f`` held fixed as a function of ``b``).
     bits: ``[S, *batch, D]`` the discrete samples ``f`` was evaluated at.
     f_values: ``[S, *batch]`` ``f`` at those samples.
+    objective: ``[*batch]`` the objective's value at these samples, a
+      differentiable function of ``f_values``; ``None`` means ``mean_S f_values``
+      (single-sample estimators). Multi-sample estimators return their bound
+      ``log mean exp f``: its gradient with respect to ``f``'s own parameters is
+      the "direct" part of their gradient (PROTOCOL.md section 2, VIMCO).
   """
   grad: tf.Tensor
   bits: tf.Tensor
   f_values: tf.Tensor
+  objective: Optional[tf.Tensor] = None
+
+  def objective_value(self):
+    return tf.reduce_mean(self.f_values, axis=0) if self.objective is None else self.objective
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,12 +72,25 @@ class Estimator:
       training loop trains such parameters to minimise the variance of the
       encoder gradient (sum of its squares).
     description: one line for ``--help`` and reports.
+    objective_samples: ``K`` when the estimator targets the ``K``-sample bound
+      ``E[log mean_{k<=K} exp f(b_k)]`` (b_k independent draws) rather than
+      ``E[f(b)]`` (``K = 1``, the default). Callers then let ``f`` depend on the
+      encoder directly and add the gradient of ``objective`` (the direct term).
+    eval_bound_samples: the multi-sample bound the training loop also reports
+      for this estimator (its training K, or its number of ``f`` evaluations when
+      comparing at equal cost); ``None`` for single-sample estimators.
   """
   name: str
   fn: Callable[..., EstimatorOutput]
   num_f_evals: int
   make_state: Optional[Callable[..., tf.Module]] = None
   description: str = ""
+  objective_samples: int = 1
+  eval_bound_samples: Optional[int] = None
+
+  @property
+  def multi_sample(self) -> bool:
+    return self.objective_samples > 1 or self.eval_bound_samples is not None
 
   @property
   def has_state(self) -> bool:

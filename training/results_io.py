@@ -10,27 +10,36 @@ Layout (``results/<sweep>/``)::
     runs/<run_id>/FAILED.json  the run stopped on a non-finite loss or gradient
     runs/<run_id>/checkpoint/  latest training state, for resuming (not committed)
 
-Every whole-file write goes to a temporary file that is then renamed over the
-target, so a kill leaves either the old or the new file, never half of one.
-Metrics rows are appended and fsynced one evaluation at a time; on resume the
-file is cut back to the checkpointed step, so every step appears exactly once.
+Every whole-file write goes to a temporary file (``.tmp-*``) that is then renamed
+over the target, so a kill leaves either the old or the new file, never half of
+one (a leftover ``.tmp-*`` file is removed by the next process that owns the run).
+Metrics rows are appended with one ``write`` and fsynced, one evaluation at a
+time; a torn last line (a kill in the middle of an append) is ignored by every
+reader, and on resume the file is cut back to the checkpointed step, so every
+step appears exactly once.
 """
 
 import csv
+import io
 import json
 import math
 import os
 import tempfile
+import time
 
 import pandas as pd
 
 METRIC_COLUMNS = ("step", "wall_time_s", "steps_per_sec", "train_elbo", "valid_bound_100",
-                  "test_bound_100", "grad_variance", "relax_temperature", "relax_scale")
+                  "test_bound_100", "grad_variance", "relax_temperature", "relax_scale",
+                  "valid_bound_k", "test_bound_k")
+# Columns added after the first release: files without them read as NaN.
+OPTIONAL_METRIC_COLUMNS = ("valid_bound_k", "test_bound_k")
 
 SUMMARY_COLUMNS = ("run_id", "dataset", "model", "estimator", "seed", "num_steps", "status", "reason",
                    "final_step", "final_train_elbo", "best_train_elbo", "final_valid_bound_100",
                    "best_valid_bound_100", "final_test_bound_100", "test_bound_100_at_best_valid",
-                   "final_grad_variance", "mean_grad_variance", "wall_time_s", "steps_per_sec")
+                   "final_grad_variance", "mean_grad_variance", "wall_time_s", "steps_per_sec",
+                   "final_test_bound_k")
 
 
 def atomic_write_text(path, text):
@@ -64,10 +73,17 @@ def read_json(path):
 
 
 def read_metrics(path):
-  """The metrics CSV as a DataFrame with METRIC_COLUMNS (empty if the file is absent)."""
-  if not os.path.exists(path) or os.path.getsize(path) == 0:
+  """The metrics CSV as a DataFrame with METRIC_COLUMNS (empty if the file is absent).
+
+  A last line without its newline is an append cut short by a kill: it is ignored.
+  """
+  text = complete_lines(path)
+  if not text:
     return pd.DataFrame(columns=list(METRIC_COLUMNS))
-  frame = pd.read_csv(path)
+  frame = pd.read_csv(io.StringIO(text))
+  for column in OPTIONAL_METRIC_COLUMNS:
+    if column not in frame.columns:
+      frame[column] = math.nan
   missing = [c for c in METRIC_COLUMNS if c not in frame.columns]
   if missing:
     raise ValueError(f"{path} lacks columns {missing}; it was not written by this suite's version. "
@@ -81,14 +97,60 @@ def write_metrics(path, frame):
 
 def append_metrics_row(path, row):
   """Appends one evaluation, durably (header written if the file is new)."""
-  new = not os.path.exists(path) or os.path.getsize(path) == 0
-  with open(path, "a", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=list(METRIC_COLUMNS))
-    if new:
-      writer.writeheader()
-    writer.writerow({k: _fmt(row.get(k, math.nan)) for k in METRIC_COLUMNS})
-    f.flush()
-    os.fsync(f.fileno())
+  buffer = io.StringIO()
+  writer = csv.DictWriter(buffer, fieldnames=list(METRIC_COLUMNS), lineterminator="\n")
+  if not os.path.exists(path) or os.path.getsize(path) == 0:
+    writer.writeheader()
+  elif not complete_lines(path, whole=True).endswith("\n"):
+    # A torn line left by a kill mid-append: cut it off before adding a new one.
+    atomic_write_text(path, complete_lines(path))
+  writer.writerow({k: _fmt(row.get(k, math.nan)) for k in METRIC_COLUMNS})
+  data = buffer.getvalue().encode()
+  fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+  try:
+    written = os.write(fd, data)  # one write: the line lands whole or (on a kill) torn at the end
+    while written < len(data):
+      written += os.write(fd, data[written:])
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+def complete_lines(path, whole=False):
+  """The file's text up to its last newline ('' if absent); ``whole``: all of it."""
+  try:
+    with open(path, newline="") as f:
+      text = f.read()
+  except FileNotFoundError:
+    return ""
+  if whole or text.endswith("\n"):
+    return text
+  return text[:text.rfind("\n") + 1]
+
+
+def remove_temp_files(directory, older_than_s=0.0):
+  """Removes ``.tmp-*`` files left by writers that were killed before their rename.
+
+  Call it only where no live writer can be mid-write (a run folder, under its lock),
+  or with ``older_than_s`` well above the time one write takes.
+  """
+  removed = []
+  try:
+    names = os.listdir(directory)
+  except FileNotFoundError:
+    return removed
+  now = time.time()
+  for name in names:
+    if not name.startswith(".tmp-"):
+      continue
+    path = os.path.join(directory, name)
+    try:
+      if now - os.path.getmtime(path) >= older_than_s:
+        os.unlink(path)
+        removed.append(path)
+    except FileNotFoundError:
+      pass
+  return removed
 
 
 def _fmt(value):
@@ -130,6 +192,7 @@ def summarize(config_dict, metrics, status, reason=""):
       mean_grad_variance=float(variance.mean()) if len(variance) else math.nan,
       wall_time_s=float(metrics["wall_time_s"].iloc[-1]),
       steps_per_sec=float(speed.median()) if len(speed) else math.nan,
+      final_test_bound_k=last_valid("test_bound_k"),
   )
   return row
 
@@ -155,11 +218,16 @@ def rebuild_summary(sweep_dir):
       config_path = os.path.join(run_dir, "config.json")
       if not os.path.exists(config_path):
         continue
-      status, reason = run_status(run_dir)
-      if status == "new":
-        continue
-      rows.append(summarize(read_json(config_path), read_metrics(os.path.join(run_dir, "metrics.csv")),
-                            status, reason))
+      try:
+        status, reason = run_status(run_dir)
+        if status == "new":
+          continue
+        rows.append(summarize(read_json(config_path), read_metrics(os.path.join(run_dir, "metrics.csv")),
+                              status, reason))
+      except (ValueError, OSError, KeyError) as e:  # a damaged folder must not hide the others
+        rows.append(dict(run_id=run_id, status="invalid",
+                         reason=f"unreadable run files ({e}); see run_benchmarks.py --check"))
   frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+  remove_temp_files(sweep_dir, older_than_s=600.0)  # left by drivers killed mid-write
   atomic_write_text(os.path.join(sweep_dir, "summary.csv"), frame.to_csv(index=False))
   return frame

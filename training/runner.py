@@ -122,7 +122,7 @@ def train_run(config: RunConfig, run_dir, data_dir=None, tensorboard=False, prog
                train_elbo=trainer.train_elbo(), grad_variance=trainer.gradient_variance(),
                valid_bound_100=math.nan, test_bound_100=math.nan)
     if with_bounds:
-      row.update(valid_bound_100=trainer.bound("valid"), test_bound_100=trainer.bound("test"))
+      row.update(trainer.bound_columns())
     row.update(trainer.extra_metrics())
     return row
 

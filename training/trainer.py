@@ -116,15 +116,21 @@ class Trainer(tf.Module):
     with tf.GradientTape() as variance_tape:
       with tf.GradientTape(persistent=True) as tape:
         logits = model.encoder_logits(x)
-        fixed_logits = tf.stop_gradient(logits)  # f sees log q(b|x) as a fixed function of b
-        objective = lambda b: model.elbo(x, b, fixed_logits)
+        # Single-sample estimators see log q(b|x) as a fixed function of b (its direct
+        # gradient has expectation zero); multi-sample bounds keep the direct term.
+        f_logits = logits if estimator.multi_sample else tf.stop_gradient(logits)
+        objective = lambda b: model.elbo(x, b, f_logits)
         out = estimator.fn(objective, logits, seed, state=state, context=model.encoder_input(x))
-        # Decoder and prior: gradient of -mean ELBO at the discrete samples the estimator drew.
-        loss = -tf.reduce_mean(out.f_values)
+        # Decoder and prior: gradient of the objective at the estimator's samples
+        # (-mean ELBO, or -mean K-sample bound).
+        loss = -tf.reduce_mean(out.objective_value())
       # Only RELAX-like estimators need the estimate differentiable w.r.t. their own parameters.
       grad = out.grad if state is not None else tf.stop_gradient(out.grad)
       # Encoder: backpropagate the per-example estimate; ascent on mean ELBO = descent on -mean.
       encoder_grads = tape.gradient(logits, encoder_vars, output_gradients=-grad / batch_size)
+      if estimator.multi_sample:  # plus the direct term: the bound's own dependence on the encoder
+        direct = tape.gradient(loss, encoder_vars)
+        encoder_grads = [g + d for g, d in zip(encoder_grads, direct)]
       if state is not None:
         variance_loss = tf.add_n([tf.reduce_sum(tf.square(g)) for g in encoder_grads])
     decoder_grads = tape.gradient(loss, decoder_vars)
@@ -220,6 +226,14 @@ class Trainer(tf.Module):
     chunk = max(1, (BOUND_CHUNK * 100) // k)
     purpose = {"valid": 1, "test": 2}[split]
     return self._chunked_mean(self._bound_sum, images, chunk, self._eval_seed(purpose), k)
+
+  def bound_columns(self):
+    """Both splits' bounds: 100 samples, and the estimator's own K when it trains a K-sample bound."""
+    row = {"valid_bound_100": self.bound("valid"), "test_bound_100": self.bound("test")}
+    k = self.estimator.eval_bound_samples
+    row["valid_bound_k"] = self.bound("valid", k) if k else math.nan
+    row["test_bound_k"] = self.bound("test", k) if k else math.nan
+    return row
 
   def extra_metrics(self):
     """Estimator-specific scalars worth logging (RELAX's temperature and scale)."""
