@@ -72,7 +72,7 @@ PRESETS = {
                         seeds=(0, 1, 2, 3, 4), num_steps=1_000_000, eval_every=1000, bound_every=1000),
     # The sweep committed under results/reduced (about two hours of a 2-core machine).
     "reduced": Grid(datasets=DATASETS, models=MODELS, estimators=ALL_ESTIMATORS, seeds=(0, 1, 2),
-                    num_steps=5000, eval_every=1000, bound_every=5000),
+                    num_steps=3000, eval_every=500, bound_every=3000),
 }
 
 
