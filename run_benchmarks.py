@@ -45,8 +45,26 @@ flags.DEFINE_bool("retry_failed", False, "Retry runs that stopped on a numerical
 flags.DEFINE_bool("report", True, "Make figures, tables and report.md after the sweep.")
 flags.DEFINE_string("published", None, "Optional CSV of published numbers for the report's comparison.")
 flags.DEFINE_integer("threads", 0, "TensorFlow intra-op threads (0: TensorFlow's default, all cores). "
-                     "Two drivers with --threads=1 on the same sweep beat one with 2 threads on 2 cores.")
+                     "Two drivers with --threads=1 on the same sweep beat one with 2 threads on 2 cores.",
+                     lower_bound=0)
 flags.DEFINE_bool("rebuild_summary", False, "Only rebuild summary.csv (and the report) from the run files.")
+flags.DEFINE_bool("check", False, "Only check the sweep's run folders against their configs (steps on the "
+                  "evaluation cadence, each once, DONE.json consistent, columns, summary.csv); exit code 1 "
+                  "if any problem is found.")
+flags.DEFINE_integer("num_bound_samples", None, "Samples K of the K-sample bounds (paper: 100; tests use "
+                     "a few). Overrides the preset.")
+flags.DEFINE_enum("executor", "local", ["local", "ray"], "Where runs train: local (--workers processes on "
+                  "this machine) or ray (one Ray task per run; see README, 'Running at scale').")
+flags.DEFINE_integer("workers", 1, "Local worker processes training runs in parallel (1: in the driver's "
+                     "own process). Each uses --threads, else max(1, cores // workers) TF threads.",
+                     lower_bound=1)
+flags.DEFINE_string("ray_address", None, "Ray cluster to use (e.g. auto, or HOST:6379); default: start a "
+                    "local Ray instance for this sweep.")
+flags.DEFINE_float("ray_cpus_per_task", 1.0, "CPUs Ray reserves for each run (also its TF threads unless "
+                   "--threads).", lower_bound=0.01)
+flags.DEFINE_float("ray_gpus_per_task", 0.0, "GPUs Ray reserves for each run.", lower_bound=0.0)
+flags.DEFINE_integer("max_retries", 2, "Retries of a run whose worker process (or Ray node) died.",
+                     lower_bound=0)
 
 
 def build_grid():
@@ -68,7 +86,7 @@ def build_grid():
       overrides["seeds"] = tuple(int(s) for s in FLAGS.seeds)
     except ValueError:
       raise app.UsageError(f"--seeds must be integers separated by commas, got {','.join(FLAGS.seeds)}")
-  for name in ("num_steps", "eval_every", "bound_every", "batch_size"):
+  for name in ("num_steps", "eval_every", "bound_every", "batch_size", "num_bound_samples"):
     if FLAGS[name].value is not None:
       overrides[name] = FLAGS[name].value
   if "eval_every" in overrides and "bound_every" not in overrides and base.bound_every % overrides["eval_every"]:
@@ -84,33 +102,26 @@ def build_grid():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  grid = build_grid()
   sweep_name = FLAGS.sweep_name or (FLAGS.preset if FLAGS.preset != "none" else "custom")
   sweep_dir = os.path.join(FLAGS.results_dir, sweep_name)
-  try:
-    os.makedirs(sweep_dir, exist_ok=True)
-  except OSError as e:
-    raise app.UsageError(f"cannot create results folder {sweep_dir}: {e.strerror}. "
-                         "Pass a writable --results_dir.")
-  if not os.access(sweep_dir, os.W_OK):
-    raise app.UsageError(f"results folder {sweep_dir} is not writable. Pass a writable --results_dir.")
+  if FLAGS.check:  # reads files only: no grid, no TensorFlow
+    from training import integrity
+    if not os.path.isdir(sweep_dir):
+      raise app.UsageError(f"no sweep folder {sweep_dir}; pass --results_dir and --sweep_name of a sweep")
+    text, problems = integrity.format_report(integrity.check_sweep(sweep_dir), sweep_dir)
+    print(text)
+    return 1 if problems else 0
+  grid = None if FLAGS.rebuild_summary else build_grid()
+  executor = None if FLAGS.rebuild_summary else make_executor()
+  ensure_writable(sweep_dir)
 
-  if FLAGS.threads:
-    import tensorflow as tf
-    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
-  from datasets import DataError
   from training import results_io
-  from training.sweep import run_sweep
   if FLAGS.rebuild_summary:
     results_io.rebuild_summary(sweep_dir)
   else:
-    try:
-      run_sweep(grid, sweep_dir, data_dir=FLAGS.data_dir, tensorboard=FLAGS.tensorboard,
-                retry_failed=FLAGS.retry_failed)
-    except DataError as e:
-      print(f"error: {e}", file=sys.stderr)
-      return 2
+    from training.sweep import run_sweep
+    run_sweep(grid, sweep_dir, data_dir=FLAGS.data_dir, tensorboard=FLAGS.tensorboard,
+              retry_failed=FLAGS.retry_failed, executor=executor)
   print(f"summary: {os.path.join(sweep_dir, 'summary.csv')}")
   if FLAGS.report:
     from plots import make_report
@@ -118,5 +129,57 @@ def main(argv):
   return 0
 
 
+def make_executor():
+  from training.executors import make_executor as make
+  try:
+    return make(FLAGS.executor, workers=FLAGS.workers, threads=FLAGS.threads, ray_address=FLAGS.ray_address,
+                ray_cpus_per_task=FLAGS.ray_cpus_per_task, ray_gpus_per_task=FLAGS.ray_gpus_per_task,
+                max_retries=FLAGS.max_retries)
+  except ValueError as e:
+    raise app.UsageError(str(e))
+
+
+def ensure_writable(sweep_dir):
+  """Creates the sweep folder and proves it writable, before any run starts."""
+  import tempfile
+  try:
+    os.makedirs(sweep_dir, exist_ok=True)
+  except OSError as e:
+    raise app.UsageError(f"cannot create results folder {sweep_dir} ({e.strerror}). "
+                         "Pass a writable --results_dir.")
+  try:
+    fd, probe = tempfile.mkstemp(dir=sweep_dir, prefix=".tmp-probe-")
+    os.close(fd)
+    os.unlink(probe)
+  except OSError as e:
+    raise app.UsageError(f"results folder {sweep_dir} is not writable ({e.strerror}). "
+                         "Pass a writable --results_dir.")
+
+
+def expected_errors():
+  """Exceptions that mean 'bad input or environment', reported as one line (no traceback)."""
+  errors = [app.UsageError, OSError]
+  for module, name in (("training.sweep", "SweepError"), ("datasets.loaders", "DataError"),
+                       ("training.runner", "ConfigMismatchError"), ("training.executors", "ExecutorError")):
+    if module in sys.modules:
+      errors.append(getattr(sys.modules[module], name))
+  return tuple(errors)
+
+
+def main_reporting_errors(argv):
+  """main, with every expected failure printed as `error: ...` and exit code 2."""
+  try:
+    return main(argv)
+  except Exception as e:  # noqa: BLE001 - re-raised unless expected
+    if not isinstance(e, expected_errors()):
+      raise
+    message = str(e)
+    if isinstance(e, OSError) and not isinstance(e, app.UsageError):
+      from training.executors import describe_error
+      message = describe_error(e)[1]
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main_reporting_errors)

@@ -6,8 +6,12 @@ rows beyond the restored checkpoint are dropped and recomputed, so each
 evaluation step appears exactly once. ``DONE.json`` is written last.
 """
 
+import errno
+import fcntl
+import json
 import math
 import os
+import socket
 import time
 
 import tensorflow as tf
@@ -22,54 +26,101 @@ class ConfigMismatchError(ValueError):
   pass
 
 
+class LockUnsupportedError(OSError):
+  """The results folder's filesystem does not support file locks."""
+
+
 class RunLock:
-  """A per-run lock file holding the owner's pid; a lock whose owner died is taken over."""
+  """An exclusive per-run lock: ``flock`` on ``<run_dir>/run.lock``.
+
+  The kernel releases the lock when its holder dies, however it dies (SIGKILL,
+  OOM, a lost node's lease on a shared filesystem such as NFSv4), so a dead
+  holder never keeps a run: the next driver takes it over. The file holds the
+  holder's host and pid, for messages only. A lock file written by an older,
+  pid-only version of this suite is honoured while that pid is alive on this host.
+  """
 
   def __init__(self, run_dir):
     self.path = os.path.join(run_dir, "run.lock")
     self.held = False
+    self._fd = None
 
   def acquire(self):
-    for _ in range(2):
+    """True if this process now holds the run; False if a live process does."""
+    for _ in range(5):
+      fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
       try:
-        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-      except FileExistsError:
-        if self._owner_alive():
-          return False
-        try:
-          os.unlink(self.path)  # stale: its owner is gone
-        except FileNotFoundError:
-          pass
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      except BlockingIOError:
+        os.close(fd)
+        return False
+      except OSError as e:
+        os.close(fd)
+        if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+          raise LockUnsupportedError(
+              e.errno, f"cannot lock {self.path}: the filesystem does not support file locks "
+              f"({os.strerror(e.errno)}). Put the results on a filesystem with locking (local disk, "
+              "NFSv4 or another shared filesystem with flock support)") from e
+        raise
+      # The holder before us may have unlinked the file after we opened it: then we
+      # locked an orphaned inode, and must start over on the current one.
+      try:
+        same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+      except FileNotFoundError:
+        same = False
+      if not same:
+        os.close(fd)
         continue
-      with os.fdopen(fd, "w") as f:
-        f.write(str(os.getpid()))
-      self.held = True
+      if self._legacy_owner_alive(fd):
+        os.close(fd)
+        return False
+      os.ftruncate(fd, 0)
+      os.pwrite(fd, json.dumps(dict(host=socket.gethostname(), pid=os.getpid(),
+                                    since=time.strftime("%Y-%m-%d %H:%M:%S"))).encode(), 0)
+      self._fd, self.held = fd, True
       return True
     return False
 
-  def _owner_alive(self):
-    try:
-      with open(self.path) as f:
-        pid = int(f.read().strip() or 0)
-    except (FileNotFoundError, ValueError):
-      return False
-    if pid <= 0:
+  @staticmethod
+  def _legacy_owner_alive(fd):
+    content = os.pread(fd, 64, 0).decode(errors="replace").strip()
+    if not content.isdigit() or int(content) in (0, os.getpid()):
       return False
     try:
-      os.kill(pid, 0)
+      os.kill(int(content), 0)
     except ProcessLookupError:
       return False
     except PermissionError:
       return True
     return True
 
+  def holder(self):
+    """'pid P on host H' from the lock file (for messages), or ''.
+
+    Call it only when ``acquire`` failed: on filesystems that emulate flock with
+    POSIX locks (NFS), closing any descriptor of the file drops the holder's lock.
+    """
+    try:
+      with open(self.path) as f:
+        info = json.loads(f.read() or "{}")
+      return f"pid {info['pid']} on host {info['host']}"
+    except (OSError, ValueError, KeyError, TypeError):
+      return ""
+
   def release(self):
     if self.held:
       try:
-        os.unlink(self.path)
+        os.unlink(self.path)  # unlinked while still locked: see the inode check in acquire
       except FileNotFoundError:
         pass
-      self.held = False
+      os.close(self._fd)
+      self._fd, self.held = None, False
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.release()
 
 
 def check_config(run_dir, config):
@@ -89,12 +140,15 @@ def check_config(run_dir, config):
 
 
 def train_run(config: RunConfig, run_dir, data_dir=None, tensorboard=False, progress=None,
-              train_jit=False, eval_jit=True):
+              train_jit=False, eval_jit=True, log=None):
   """Trains (or resumes, or skips) one run; returns its summary row.
+
+  The caller holds the run's ``RunLock`` (or knows no other process can touch the run).
 
   Args:
     progress: optional callable ``progress(config, step, steps_per_sec)`` called
       after every evaluation.
+    log: optional callable taking one line of text (where the run starts from).
   """
   config.validate()
   os.makedirs(run_dir, exist_ok=True)
@@ -104,6 +158,7 @@ def train_run(config: RunConfig, run_dir, data_dir=None, tensorboard=False, prog
   if status in ("done", "failed"):
     return results_io.summarize(config.to_dict(), results_io.read_metrics(metrics_path), status, reason)
 
+  results_io.remove_temp_files(run_dir)  # only the lock holder writes here: leftovers are a dead writer's
   splits = load_dataset(config.dataset, data_dir)
   trainer = Trainer(config, splits, train_jit=train_jit, eval_jit=eval_jit)
   manager = tf.train.CheckpointManager(trainer.checkpoint(), os.path.join(run_dir, "checkpoint"),
@@ -114,6 +169,11 @@ def train_run(config: RunConfig, run_dir, data_dir=None, tensorboard=False, prog
   metrics = results_io.read_metrics(metrics_path)
   metrics = metrics[metrics["step"] <= step].reset_index(drop=True)
   results_io.write_metrics(metrics_path, metrics)  # drops rows written after the last checkpoint
+  if log is not None:
+    if manager.latest_checkpoint:
+      log(f"{config.run_id}: resuming from its checkpoint at step {step}")
+    else:
+      log(f"{config.run_id}: starting at step 0")
   elapsed = float(metrics["wall_time_s"].iloc[-1]) if len(metrics) else 0.0
   writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard")) if tensorboard else None
 

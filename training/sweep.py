@@ -1,9 +1,11 @@
-"""Sweeps: a grid of datasets x models x estimators x seeds, run one after another.
+"""Sweeps: a grid of datasets x models x estimators x seeds, run by an executor.
 
 Runs are ordered seed-major (every cell's seed 0, then every cell's seed 1, ...)
 so that a sweep stopped early still covers every cell. Finished runs are
 skipped, interrupted ones resume from their checkpoint, and a run locked by a
-live process (another driver on the same sweep) is left to it.
+live process (another driver on the same sweep) is left to it. The executor
+(``training.executors``) decides where runs train: in this process, in local
+worker processes, or on Ray; progress from all of them is printed here.
 """
 
 import dataclasses
@@ -17,7 +19,7 @@ from estimators import ESTIMATORS, is_valid_estimator
 from models import MODELS
 from training import results_io
 from training.config import RunConfig
-from training.runner import RunLock, train_run
+from training.executors import InProcessExecutor, Task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,13 +32,15 @@ class Grid:
   eval_every: int = 1000
   bound_every: int = 1000
   batch_size: int = 50
+  num_bound_samples: int = 100
 
   def configs(self):
     for seed, dataset, model, estimator in itertools.product(self.seeds, self.datasets, self.models,
                                                             self.estimators):
       yield RunConfig(dataset=dataset, model=model, estimator=estimator, seed=seed,
                       num_steps=self.num_steps, batch_size=self.batch_size,
-                      eval_every=self.eval_every, bound_every=self.bound_every)
+                      eval_every=self.eval_every, bound_every=self.bound_every,
+                      num_bound_samples=self.num_bound_samples)
 
   def validate(self):
     """Rejects unknown names and impossible numbers before anything starts."""
@@ -83,66 +87,107 @@ def format_duration(seconds):
   return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+class SweepError(RuntimeError):
+  """The sweep stopped (or finished with errors); the message says why and what to do."""
+
+
 class Progress:
-  """Prints one line per evaluation: runs done, current run, speed, ETA."""
+  """Prints the sweep's progress: one line per evaluation of any run, wherever it trains."""
 
   def __init__(self, total_runs, total_steps, stream=sys.stdout):
     self.total_runs, self.total_steps = total_runs, total_steps
     self.done_runs, self.done_steps = 0, 0
+    self.active = {}  # run_id -> last reported step
     self.start = time.time()
     self.stream = stream
-    self.current = None
 
-  def begin(self, config):
-    self.current = config
-    self.run_start = time.time()
+  def _print(self, text):
+    print(text, file=self.stream, flush=True)
 
   def finish(self, config, status):
     self.done_runs += 1
     self.done_steps += config.num_steps
-    print(f"[{self.done_runs}/{self.total_runs}] {config.run_id}: {status}", file=self.stream, flush=True)
+    self.active.pop(config.run_id, None)
+    self._print(f"[{self.done_runs}/{self.total_runs}] {config.run_id}: {status}")
 
   def skip(self, config, status):
     self.total_steps -= config.num_steps
     self.total_runs -= 1
-    print(f"[skip] {config.run_id}: {status}", file=self.stream, flush=True)
+    self.active.pop(config.run_id, None)
+    self._print(f"[skip] {config.run_id}: {status}")
 
-  def __call__(self, config, step, steps_per_sec):
+  def event(self, event):
+    if event["kind"] == "log":
+      self._print(f"[log] {event['text']}")
+    elif event["kind"] == "progress":
+      self.active[event["run_id"]] = event["step"]
+      self.line(event["run_id"], event["step"], event["num_steps"], event["steps_per_sec"])
+
+  def line(self, run_id, step, num_steps, steps_per_sec):
     elapsed = time.time() - self.start
-    steps_so_far = self.done_steps + step
+    steps_so_far = self.done_steps + sum(self.active.values())
     rate = steps_so_far / elapsed if elapsed > 0 and steps_so_far else float("nan")
     eta = (self.total_steps - steps_so_far) / rate if rate == rate and rate > 0 else float("nan")
-    print(f"[{self.done_runs}/{self.total_runs} done] {config.run_id} step {step}/{config.num_steps} "
-          f"| {steps_per_sec:.0f} train steps/s | elapsed {format_duration(elapsed)} "
-          f"| sweep ETA {format_duration(eta)}", file=self.stream, flush=True)
+    running = f", {len(self.active)} running" if len(self.active) > 1 else ""
+    self._print(f"[{self.done_runs}/{self.total_runs} done{running}] {run_id} step {step}/{num_steps} "
+                f"| {steps_per_sec:.0f} train steps/s | elapsed {format_duration(elapsed)} "
+                f"| sweep ETA {format_duration(eta)}")
 
 
-def run_sweep(grid, sweep_dir, data_dir=None, tensorboard=False, retry_failed=False, stream=sys.stdout):
-  """Runs every config of ``grid`` under ``sweep_dir``; returns the summary DataFrame."""
+def run_sweep(grid, sweep_dir, data_dir=None, tensorboard=False, retry_failed=False, stream=sys.stdout,
+              executor=None):
+  """Runs every config of ``grid`` under ``sweep_dir``; returns the summary DataFrame.
+
+  ``executor``: from ``training.executors.make_executor`` (default: this process).
+  Raises ``SweepError`` when a run hits a problem every run would hit (data, disk,
+  a mismatched configuration: the sweep stops) or when runs crashed (the others
+  finish first).
+  """
   grid.validate()
+  executor = executor or InProcessExecutor()
+  sweep_dir = os.path.abspath(sweep_dir)  # workers elsewhere (Ray) need absolute paths
+  data_dir = os.path.abspath(data_dir) if data_dir else data_dir
   os.makedirs(os.path.join(sweep_dir, "runs"), exist_ok=True)
   results_io.atomic_write_json(os.path.join(sweep_dir, "sweep.json"), dataclasses.asdict(grid))
   configs = list(grid.configs())
+  by_id = {c.run_id: c for c in configs}
   progress = Progress(len(configs), sum(c.num_steps for c in configs), stream)
+  tasks = []
   for config in configs:
     run_dir = os.path.join(sweep_dir, "runs", config.run_id)
     status, _ = results_io.run_status(run_dir)
-    if status == "failed" and retry_failed:
-      os.unlink(os.path.join(run_dir, "FAILED.json"))
-      status = "running"
-    if status in ("done", "failed"):
-      progress.skip(config, f"already {status}")
+    if status == "done" or (status == "failed" and not retry_failed):
+      progress.skip(config, f"already {status}" + ("" if status == "done" else " (--retry_failed retries it)"))
       continue
-    os.makedirs(run_dir, exist_ok=True)
-    lock = RunLock(run_dir)
-    if not lock.acquire():
-      progress.skip(config, "locked by another live driver")
-      continue
-    try:
-      progress.begin(config)
-      summary = train_run(config, run_dir, data_dir=data_dir, tensorboard=tensorboard, progress=progress)
-    finally:
-      lock.release()
-    progress.finish(config, summary["status"] + (f" ({summary['reason']})" if summary.get("reason") else ""))
-    results_io.rebuild_summary(sweep_dir)
-  return results_io.rebuild_summary(sweep_dir)
+    tasks.append(Task(config, run_dir, data_dir=data_dir, tensorboard=tensorboard, retry_failed=retry_failed))
+  if tasks:
+    progress._print(f"{len(tasks)} run(s) to train or resume, {executor.description}")
+  crashes = []
+  results = executor.run(tasks, progress.event)
+  try:
+    for result in results:
+      config = by_id[result["run_id"]]
+      outcome = result["outcome"]
+      if outcome == "locked":
+        progress.skip(config, result["reason"])
+      elif outcome == "finished":
+        progress.skip(config, f"already {result['status']}")
+      elif outcome == "trained":
+        progress.finish(config, result["status"] + (f" ({result['reason']})" if result["reason"] else ""))
+        results_io.rebuild_summary(sweep_dir)
+      elif result["error_kind"] == "crash":
+        progress.finish(config, "error")
+        progress._print(f"error in {config.run_id}:\n{result['message']}")
+        crashes.append(config.run_id)
+      else:
+        executor.stop()
+        results_io.rebuild_summary(sweep_dir)
+        raise SweepError(f"{result['message']}\n(sweep stopped at {config.run_id}; "
+                         "runs already finished are untouched)")
+  finally:
+    results.close()
+  summary = results_io.rebuild_summary(sweep_dir)
+  if crashes:
+    raise SweepError(f"{len(crashes)} run(s) stopped on an unexpected error (printed above): "
+                     f"{', '.join(crashes)}. The other runs went on; a rerun resumes these.")
+  return summary
