@@ -42,6 +42,10 @@ flags.DEFINE_string("data_dir", None, "Folder with the raw dataset files (defaul
                     "else ../shared/data beside the repository, else tensorflow_datasets).")
 flags.DEFINE_bool("tensorboard", False, "Also write TensorBoard summaries to runs/<run_id>/tensorboard.")
 flags.DEFINE_bool("retry_failed", False, "Retry runs that stopped on a numerical failure.")
+flags.DEFINE_enum("toy", "auto", ["auto", "none", "quick", "full"],
+                  "Also run the toy problem (PROTOCOL.md section 6) into <sweep>/toy for the report's toy "
+                  "figures: quick (about a minute), full (a few minutes), none; auto: quick with "
+                  "--preset=quick, full with --preset=reduced, none otherwise. Finished toy CSVs are reused.")
 flags.DEFINE_bool("report", True, "Make figures, tables and report.md after the sweep.")
 flags.DEFINE_string("published", None, "Optional CSV of published numbers for the report's comparison.")
 flags.DEFINE_integer("threads", 0, "TensorFlow intra-op threads (0: TensorFlow's default, all cores). "
@@ -123,6 +127,11 @@ def main(argv):
     run_sweep(grid, sweep_dir, data_dir=FLAGS.data_dir, tensorboard=FLAGS.tensorboard,
               retry_failed=FLAGS.retry_failed, executor=executor)
   print(f"summary: {os.path.join(sweep_dir, 'summary.csv')}")
+  toy = FLAGS.toy if FLAGS.toy != "auto" else {"quick": "quick", "reduced": "full"}.get(FLAGS.preset, "none")
+  if toy != "none" and not FLAGS.rebuild_summary:
+    from training.toy import QUICK, run_toy
+    print(f"toy problem ({toy}): {os.path.join(sweep_dir, 'toy')}")
+    run_toy(os.path.join(sweep_dir, "toy"), **(QUICK if toy == "quick" else {}))
   if FLAGS.report:
     from plots import make_report
     print(f"report: {make_report(sweep_dir, published_csv=FLAGS.published)}")
