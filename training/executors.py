@@ -228,10 +228,9 @@ class LocalExecutor:
     self._ctx = multiprocessing.get_context("spawn")  # never fork a process that holds TensorFlow
     self._outbox = self._ctx.Queue()
     self._inboxes = {w: self._ctx.Queue() for w in range(self.workers)}
-    todo = list(enumerate(tasks))
-    todo.reverse()  # pop() from the end keeps the sweep's order
-    attempts = {i: 0 for i, _ in todo}
-    by_id = dict(todo)
+    by_id = dict(enumerate(tasks))
+    todo = sorted(by_id, reverse=True)  # pop() from the end keeps the sweep's order
+    attempts = {i: 0 for i in todo}
     busy = {}  # worker id -> task id
     for w in range(min(self.workers, len(todo))):
       self._start_worker(w)
