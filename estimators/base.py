@@ -111,3 +111,10 @@ def uniform_noise(shape, seed, dtype=tf.float32):
   """U(0, 1) noise kept strictly inside (0, 1) so that log u and log(1-u) are finite."""
   tiny = 1e-6 if dtype == tf.float32 else 1e-12
   return tf.random.stateless_uniform(shape, seed=seed, minval=tiny, maxval=1.0 - tiny, dtype=dtype)
+
+
+def independent_samples(logits, seed, num_samples):
+  """``num_samples`` independent draws ``b_k ~ Bernoulli(sigmoid(logits))``, stacked as ``[K, *batch, D]``."""
+  shape = tf.concat([[num_samples], tf.shape(logits)], axis=0)
+  u = tf.random.stateless_uniform(shape, seed=seed, dtype=logits.dtype)
+  return tf.cast(u < tf.sigmoid(logits), logits.dtype)

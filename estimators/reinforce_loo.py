@@ -18,7 +18,7 @@ import functools
 
 import tensorflow as tf
 
-from estimators.base import Estimator, EstimatorOutput
+from estimators.base import Estimator, EstimatorOutput, independent_samples
 
 
 def reinforce_loo(f, logits, seed, state=None, context=None, num_samples=2):
@@ -26,9 +26,7 @@ def reinforce_loo(f, logits, seed, state=None, context=None, num_samples=2):
   if num_samples < 2:
     raise ValueError(f"reinforce_loo needs num_samples >= 2 for a leave-one-out baseline, got {num_samples}")
   probs = tf.sigmoid(logits)
-  shape = tf.concat([[num_samples], tf.shape(logits)], axis=0)
-  u = tf.random.stateless_uniform(shape, seed=seed, dtype=logits.dtype)
-  bits = tf.cast(u < probs, logits.dtype)                      # [K, *batch, D]
+  bits = independent_samples(logits, seed, num_samples)  # [K, *batch, D]
   f_values = f(bits)                                           # [K, *batch]
   k = tf.cast(num_samples, logits.dtype)
   baseline = (tf.reduce_sum(f_values, axis=0, keepdims=True) - f_values) / (k - 1.0)

@@ -22,7 +22,7 @@ import functools
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from estimators.base import Estimator, EstimatorOutput
+from estimators.base import Estimator, EstimatorOutput, independent_samples
 
 
 def vimco(f, logits, seed, state=None, context=None, num_samples=2):
@@ -30,9 +30,7 @@ def vimco(f, logits, seed, state=None, context=None, num_samples=2):
   if num_samples < 2:
     raise ValueError(f"vimco needs num_samples >= 2 for its leave-one-out baselines, got {num_samples}")
   probs = tf.sigmoid(logits)
-  shape = tf.concat([[num_samples], tf.shape(logits)], axis=0)
-  u = tf.random.stateless_uniform(shape, seed=seed, dtype=logits.dtype)
-  bits = tf.cast(u < probs, logits.dtype)                       # [K, *batch, D]
+  bits = independent_samples(logits, seed, num_samples)  # [K, *batch, D]
   f_values = f(bits)                                            # [K, *batch]
   swapped, bound = tfp.stats.log_soomean_exp(f_values, axis=0)  # L_{-k} [K, *batch], L [*batch]
   signal = tf.stop_gradient(bound[tf.newaxis] - swapped)[..., tf.newaxis]

@@ -79,7 +79,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 
 if __name__ == "__main__":
@@ -90,6 +89,7 @@ import pandas as pd
 import tensorflow as tf
 
 from estimators import ESTIMATORS, estimate_gradient, get_estimator
+from training.results_io import atomic_write_text
 from estimators.base import as_seed
 from training.optim import Adam
 
@@ -416,21 +416,6 @@ def train_curve(estimator_name, p0, num_steps=DEFAULT_NUM_STEPS, num_bits=DEFAUL
 
 
 # ------------------------------------------------------------------------ run_toy
-def _atomic_write(path, text):
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix="-" + os.path.basename(path))
-  try:
-    with os.fdopen(fd, "w") as fh:
-      fh.write(text)
-      fh.flush()
-      os.fsync(fh.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
 def _sha256(path):
   with open(path, "rb") as fh:
     return hashlib.sha256(fh.read()).hexdigest()
@@ -465,11 +450,11 @@ def _write_csv_and_record(out_dir, csv_name, key, params, frame):
   the next run recomputes rather than trusting a stale record.
   """
   csv_path = os.path.join(out_dir, csv_name)
-  _atomic_write(csv_path, frame.to_csv(index=False))
+  atomic_write_text(csv_path, frame.to_csv(index=False))
   config_path = os.path.join(out_dir, CONFIG_JSON)
   config = _read_config(config_path)
   config[key] = {"params": _normalise(params), "csv_sha256": _sha256(csv_path)}
-  _atomic_write(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+  atomic_write_text(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
   return csv_path
 
 
