@@ -76,8 +76,15 @@ def plot_mean_band(ax, agg: pd.DataFrame, colour: str, label: str, log: bool = F
     x = agg["step"].to_numpy(dtype=float)
     m = agg["mean"].to_numpy(dtype=float)
     se = agg["se"].to_numpy(dtype=float)
-    (line,) = ax.plot(x, m, color=colour, label=label)
+    # Sparse series (the 100-sample bounds are often computed only a few times, or
+    # once at the end) get markers: a single point has no line to show.
+    sparse = len(x) <= 12
+    (line,) = ax.plot(x, m, color=colour, label=label, marker="o" if sparse else None,
+                      markersize=3.5)
     if np.isfinite(se).any():
+        if len(x) == 1:  # a band needs two points: draw the s.e. as an error bar instead
+            ax.errorbar(x, m, yerr=se, color=colour, capsize=2, linewidth=1)
+            return line
         lo, hi = m - se, m + se
         if log:
             # A band reaching zero or below cannot be drawn on a log axis: clip its
