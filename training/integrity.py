@@ -183,6 +183,8 @@ def check_sweep(sweep_dir):
     try:
       summary = pd.read_csv(summary_path)
       listed = {r: s for r, s in zip(summary["run_id"], summary["status"]) if s in ("done", "failed")}
+      for run_id in summary.loc[summary["status"] == "invalid", "run_id"]:
+        finished.pop(run_id, None)  # unreadable: reported with its own folder's problems
       if listed != finished:
         differing = sorted(set(listed.items()) ^ set(finished.items()))
         sweep_problems.append(f"summary.csv disagrees with the run folders on finished runs "

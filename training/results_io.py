@@ -222,8 +222,10 @@ def rebuild_summary(sweep_dir):
         status, reason = run_status(run_dir)
         if status == "new":
           continue
-        rows.append(summarize(read_json(config_path), read_metrics(os.path.join(run_dir, "metrics.csv")),
-                              status, reason))
+        config = read_json(config_path)
+        if config.get("run_id") != run_id:
+          raise ValueError(f"config.json describes run {config.get('run_id')!r}")
+        rows.append(summarize(config, read_metrics(os.path.join(run_dir, "metrics.csv")), status, reason))
       except (ValueError, OSError, KeyError) as e:  # a damaged folder must not hide the others
         rows.append(dict(run_id=run_id, status="invalid",
                          reason=f"unreadable run files ({e}); see run_benchmarks.py --check"))

@@ -134,7 +134,7 @@ class Progress:
                 f"| sweep ETA {format_duration(eta)}")
 
 
-def run_sweep(grid, sweep_dir, data_dir=None, tensorboard=False, retry_failed=False, stream=sys.stdout,
+def run_sweep(grid, sweep_dir, data_dir=None, tensorboard=False, retry_failed=False, stream=None,
               executor=None):
   """Runs every config of ``grid`` under ``sweep_dir``; returns the summary DataFrame.
 
@@ -151,7 +151,7 @@ def run_sweep(grid, sweep_dir, data_dir=None, tensorboard=False, retry_failed=Fa
   results_io.atomic_write_json(os.path.join(sweep_dir, "sweep.json"), dataclasses.asdict(grid))
   configs = list(grid.configs())
   by_id = {c.run_id: c for c in configs}
-  progress = Progress(len(configs), sum(c.num_steps for c in configs), stream)
+  progress = Progress(len(configs), sum(c.num_steps for c in configs), stream or sys.stdout)
   tasks = []
   for config in configs:
     run_dir = os.path.join(sweep_dir, "runs", config.run_id)
