@@ -145,18 +145,18 @@ FAKE_GRID = ["--preset=none", "--datasets=mnist", "--models=linear", "--seeds=0"
 def test_sigkill_mid_training_and_mid_write_then_rerun_completes_each_step_once(tmp_path):
   sweep = tmp_path / "results" / "crash"
   run_dir = str(sweep / "runs" / "mnist-linear-disarm-seed0")
-  args = ["--estimators=disarm", "--num_steps=600", "--eval_every=200", "--bound_every=600",
+  args = ["--estimators=disarm", "--num_steps=1000", "--eval_every=200", "--bound_every=1000",
           "--sweep_name=crash"]
 
-  # 1. Killed mid-training: the checkpoint of step 200 is on disk, training goes on.
+  # 1. Driver killed mid-training: the checkpoint of step 200 is on disk, training goes on.
   first = start_driver(tmp_path / "1.log", tmp_path / "results", *args)
   wait_until(lambda: checkpoint_step(run_dir) == 200, first, tmp_path / "1.log")
   kill9(first)
   assert metric_steps(run_dir)[:2] == [0, 200]
   assert not os.path.exists(os.path.join(run_dir, "DONE.json"))
 
-  # 2. Killed mid-write: right after the row of step 400 is appended (its checkpoint
-  #    follows the row, so it is usually not saved yet).
+  # 2. Driver killed mid-write: right after the row of step 400 is appended (its
+  #    checkpoint follows the row, so it is usually not saved yet).
   second = start_driver(tmp_path / "2.log", tmp_path / "results", *args)
   wait_until(lambda: "resuming" in (tmp_path / "2.log").read_text() and 400 in metric_steps(run_dir),
              second, tmp_path / "2.log")
@@ -165,22 +165,31 @@ def test_sigkill_mid_training_and_mid_write_then_rerun_completes_each_step_once(
   assert killed_at in (200, 400)
   log2 = (tmp_path / "2.log").read_text()
   assert "resuming from its checkpoint at step 200" in log2
-  assert "step 200/600" not in log2  # it did not redo the block before its checkpoint
+  assert "step 200/1000" not in log2  # it did not redo the block before its checkpoint
   # What a kill inside the next append's write() leaves: a torn last line.
   with open(os.path.join(run_dir, "metrics.csv"), "a") as f:
     f.write("600,12.5,3")
 
-  # 3. The rerun resumes from the checkpoint on disk and finishes.
-  code, log3 = finish(start_driver(tmp_path / "3.log", tmp_path / "results", *args), tmp_path / "3.log")
+  # 3. A rerun with a worker pool resumes from the checkpoint on disk; its worker is
+  #    SIGKILLed mid-training, the driver retries the run in a new worker, which resumes again.
+  third = start_driver(tmp_path / "3.log", tmp_path / "results", *args, "--workers=2")
+  wait_until(lambda: (checkpoint_step(run_dir) or 0) >= 600, third, tmp_path / "3.log")
+  worker = json.loads(Path(run_dir, "run.lock").read_text())["pid"]
+  assert worker != third.pid
+  os.kill(worker, signal.SIGKILL)
+  worker_killed_at = checkpoint_step(run_dir)
+  code, log3 = finish(third, tmp_path / "3.log")
   assert code == 0, log3
   assert f"resuming from its checkpoint at step {killed_at}" in log3
-  assert "starting at step 0" not in log3 and "step 200/600" not in log3
-  assert "step 600/600" in log3
+  assert "worker process died (exit code -9); retrying the run (1/2)" in log3
+  assert f"resuming from its checkpoint at step {worker_killed_at}" in log3
+  assert "starting at step 0" not in log3 and "step 200/1000" not in log3
+  assert "step 1000/1000" in log3
 
   frame = pd.read_csv(os.path.join(run_dir, "metrics.csv"))  # parses: no torn or half-written line
-  assert list(frame["step"]) == [0, 200, 400, 600]             # every evaluation exactly once
-  assert frame["test_bound_100"].notna().tolist() == [False, False, False, True]
-  assert json.loads(Path(run_dir, "DONE.json").read_text())["final_step"] == 600
+  assert list(frame["step"]) == [0, 200, 400, 600, 800, 1000]  # every evaluation exactly once
+  assert frame["test_bound_100"].notna().tolist() == [False] * 5 + [True]
+  assert json.loads(Path(run_dir, "DONE.json").read_text())["final_step"] == 1000
   assert temp_files(sweep) == []
   assert not os.path.exists(os.path.join(run_dir, "run.lock"))
   summary = pd.read_csv(sweep / "summary.csv")
