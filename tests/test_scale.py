@@ -432,9 +432,9 @@ def test_bad_data_files_stop_with_one_message_and_keep_finished_runs(tmp_path, c
     train.write_bytes(train.read_bytes()[:40])
   elif problem == "wrong_shape":
     _write_idx(train, (2051, 60000, 27, 28))
-  sweep, done_dir, digest = _sweep_with_a_finished_run(tmp_path, "data")
-  code = in_process_driver(*FAKE_GRID, "--estimators=disarm,arm", f"--results_dir={tmp_path}",
-                           "--sweep_name=data", f"--data_dir={data}")
+  sweep, done_dir, digest = _sweep_with_a_finished_run(tmp_path / "results", "sweep")
+  code = in_process_driver(*FAKE_GRID, "--estimators=disarm,arm", f"--results_dir={tmp_path / 'results'}",
+                           "--sweep_name=sweep", f"--data_dir={data}")
   err = capsys.readouterr().err
   assert code == 2, err
   errors = [line for line in err.splitlines() if line.startswith("error:")]

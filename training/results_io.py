@@ -20,6 +20,7 @@ step appears exactly once.
 """
 
 import csv
+import fcntl
 import io
 import json
 import math
@@ -209,7 +210,24 @@ def run_status(run_dir):
 
 
 def rebuild_summary(sweep_dir):
-  """Rewrites summary.csv from every runs/<run_id>/ folder; returns the DataFrame."""
+  """Rewrites summary.csv from every runs/<run_id>/ folder; returns the DataFrame.
+
+  Drivers sharing a sweep take turns (a lock on ``.summary.lock``), so that a
+  slower one cannot overwrite a newer summary with the older state it read.
+  """
+  os.makedirs(sweep_dir, exist_ok=True)
+  fd = os.open(os.path.join(sweep_dir, ".summary.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:  # no locks on this filesystem: run folders are still locked per run
+      pass
+    return _rebuild_summary(sweep_dir)
+  finally:
+    os.close(fd)
+
+
+def _rebuild_summary(sweep_dir):
   runs_dir = os.path.join(sweep_dir, "runs")
   rows = []
   if os.path.isdir(runs_dir):
