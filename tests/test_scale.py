@@ -312,7 +312,10 @@ def test_driver_unknown_names_list_valid_ones(tmp_path, capsys, flag, value, val
 @pytest.mark.parametrize("flag,value,name", [("num_steps", "0", "num_steps"), ("num_steps", "-5", "num_steps"),
                                              ("batch_size", "0", "batch_size"), ("seeds", "-1", "seeds"),
                                              ("num_bound_samples", "0", "num_bound_samples"),
-                                             ("eval_every", "-10", "eval_every")])
+                                             ("eval_every", "-10", "eval_every"),
+                                             ("estimators", "vimco_1", "num_samples >= 2"),
+                                             ("estimators", "reinforce_loo_0", "num_samples >= 2"),
+                                             ("estimators", "local_disarm_0", "num_pairs >= 1")])
 def test_driver_impossible_numbers_rejected_before_anything_starts(tmp_path, capsys, flag, value, name):
   code = in_process_driver(*FAKE_GRID, "--estimators=disarm", f"--{flag}={value}", f"--results_dir={tmp_path}")
   err = capsys.readouterr().err

@@ -11,11 +11,12 @@ worker processes, or on Ray; progress from all of them is printed here.
 import dataclasses
 import itertools
 import os
+import re
 import sys
 import time
 
 from datasets import DATASETS
-from estimators import ESTIMATORS, is_valid_estimator
+from estimators import ESTIMATORS, FAMILIES, is_valid_estimator
 from models import MODELS
 from training import results_io
 from training.config import RunConfig
@@ -50,6 +51,14 @@ class Grid:
         raise ValueError(f"no {kind} given; valid {kind}s: {', '.join(valid)}")
       known = is_valid_estimator if kind == "estimator" else valid.__contains__
       unknown = [n for n in names if not known(n)]
+      if kind == "estimator":
+        for name in unknown:  # a family member of impossible size (vimco_1): say what is wrong with it
+          family = re.fullmatch(r"(.+)_(\d+)", name)
+          if family and family.group(1) in FAMILIES:
+            try:
+              FAMILIES[family.group(1)](int(family.group(2)))
+            except ValueError as e:
+              raise ValueError(f"estimator {name!r}: {e}") from None
       if unknown:
         raise ValueError(f"unknown {kind} {', '.join(map(repr, unknown))}; valid {kind}s: {', '.join(valid)}")
     if not self.seeds or any((not isinstance(s, int)) or s < 0 for s in self.seeds):
