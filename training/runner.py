@@ -167,7 +167,7 @@ def train_run(config: RunConfig, run_dir, data_dir=None, tensorboard=False, prog
     manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
   step = int(trainer.step.numpy())
   metrics = results_io.read_metrics(metrics_path)
-  metrics = metrics[metrics["step"] <= step].reset_index(drop=True)
+  metrics = metrics[metrics["step"] <= step].drop_duplicates("step", keep="last").reset_index(drop=True)
   results_io.write_metrics(metrics_path, metrics)  # drops rows written after the last checkpoint
   if log is not None:
     if manager.latest_checkpoint:
