@@ -1,4 +1,6 @@
-"""Figures: training curves per dataset x model, and the toy-problem figures.
+"""Figures: training curves per dataset x model, the toy-problem figures, and, when
+the sweep has the columns, the multi-sample bound / gradient variance grids and the
+variance basket.
 
 Every function that takes `results_dir` reads the CSVs there and writes PNG and PDF
 files into `<results_dir>/figures/`, returning the paths it wrote. Figures are built
@@ -301,9 +303,269 @@ def write_toy_figures(results_dir: str) -> dict:
     return out
 
 
+# ---------------------------------------------------------------------------
+# Multi-sample estimators and the variance basket: grids with one row per
+# dataset x model and one column per cost level (or per training estimator).
+
+MULTISAMPLE_BOUND_COLUMNS = ("test_bound_k", "valid_bound_k")
+MULTISAMPLE_BOUND_STEM = "multisample_bound"
+MULTISAMPLE_VARIANCE_STEM = "multisample_grad_variance"
+BASKET_STEM = "variance_basket"
+_SPLIT_NAMES = {"test_bound_k": "test", "valid_bound_k": "validation"}
+
+
+def _finite(series: pd.Series) -> pd.Series:
+    v = pd.to_numeric(series, errors="coerce")
+    return v.where(np.isfinite(v))
+
+
+def multisample_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the runs that report the bound with their training K (a finite
+    test_bound_k or valid_bound_k somewhere in metrics.csv), with a column `evals`:
+    the K of that bound, i.e. evaluations of f per example (vimco_K -> K,
+    local_disarm_m and local_disarm_sym_m -> 2m; -1 where the name does not say)."""
+    cols = [c for c in MULTISAMPLE_BOUND_COLUMNS if c in metrics.columns]
+    if metrics.empty or not cols:
+        return metrics.iloc[0:0].assign(evals=pd.Series(dtype=int))
+    has_k = np.zeros(len(metrics), dtype=bool)
+    for c in cols:
+        has_k |= _finite(metrics[c]).notna().to_numpy()
+    runs = set(metrics.loc[has_k, "run_id"])
+    d = metrics[metrics["run_id"].isin(runs)].copy()
+    d["evals"] = [style.multisample_evaluations(e) or -1 for e in d["estimator"]]
+    return d
+
+
+def _cells(df: pd.DataFrame) -> list[tuple[str, str]]:
+    out = []
+    for ds in style.order_datasets(df["dataset"].unique()):
+        for mdl in style.order_models(df.loc[df["dataset"] == ds, "model"].unique()):
+            out.append((ds, mdl))
+    return out
+
+
+def _grid(n_rows: int, n_cols: int, legend_height: float = 0.0, legend_per_column=False):
+    """Figure with an n_rows x n_cols grid of panels and, given legend_height in inches,
+    a bottom row for legends: one axes across all columns, or one per column.
+    Returns fig, 2-D axes, legend axes (an axes, a list of them, or None)."""
+    width = min(style.TEXT_WIDTH, max(style.COLUMN_WIDTH, 2.3 * n_cols))
+    fig = Figure(figsize=(width, 1.95 * n_rows + 0.45 + legend_height), layout="constrained")
+    ratios = [1.0] * n_rows + ([legend_height / 1.95] if legend_height else [])
+    gs = fig.add_gridspec(len(ratios), n_cols, height_ratios=ratios)
+    axes = np.empty((n_rows, n_cols), dtype=object)
+    for i in range(n_rows):
+        for j in range(n_cols):
+            axes[i, j] = fig.add_subplot(gs[i, j])
+    legend_ax = None
+    if legend_height:
+        if legend_per_column:
+            legend_ax = [fig.add_subplot(gs[n_rows, j]) for j in range(n_cols)]
+        else:
+            legend_ax = fig.add_subplot(gs[n_rows, :])
+        for ax in np.atleast_1d(legend_ax):
+            ax.axis("off")
+    return fig, axes, legend_ax
+
+
+def _seeds_text(n: int) -> str:
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
+def _finish_panel(ax, log: bool, aggs, zoom: bool, empty_text: str) -> None:
+    if log and ax.has_data():
+        ax.set_yscale("log")
+    elif zoom and ax.has_data():
+        _zoom_past_transient(ax, aggs)
+    if not ax.has_data():
+        ax.text(0.5, 0.5, empty_text, transform=ax.transAxes, ha="center", va="center",
+                color="0.5")
+    ax.xaxis.set_major_formatter(FuncFormatter(style.format_steps))
+
+
+def _level_title(evals: int) -> str:
+    """Panel title part for a cost level: the K of the bound (= evaluations of f)."""
+    if evals < 0:
+        return "K not given by the estimator name"
+    return f"K = {evals}" + (f" (VIMCO K={evals}, m={evals // 2})" if evals % 2 == 0 else "")
+
+
+def _seed_range_text(counts) -> str:
+    lo, hi = min(counts), max(counts)
+    return _seeds_text(lo) if lo == hi else f"{lo}-{hi} seeds"
+
+
+def build_multisample_figure(ms: pd.DataFrame, column: str, ylabel: str, log: bool,
+                             title: str) -> Figure:
+    """Grid for the multi-sample runs `ms` (from multisample_metrics): a row per
+    dataset x model, a column per cost level K (VIMCO with K samples beside local
+    DisARM and its symmetrised variant with m = K/2 pairs), mean +- s.e. over seeds of
+    `column` against steps, one colour per estimator; each column's legend below it."""
+    cells = _cells(ms)
+    levels = sorted(ms["evals"].unique(), key=lambda k: (k < 0, k))
+    col_ests = {k: style.order_estimators(ms.loc[ms["evals"] == k, "estimator"].unique())
+                for k in levels}
+    legend_rows = max(len(v) for v in col_ests.values())
+    with matplotlib.rc_context(style.RC_PARAMS):
+        fig, axes, legend_axes = _grid(len(cells), len(levels), 0.15 + 0.14 * legend_rows,
+                                       legend_per_column=True)
+        handles = {k: {} for k in levels}
+        seeds = {k: {} for k in levels}
+        for i, (ds, mdl) in enumerate(cells):
+            cell = ms[(ms["dataset"] == ds) & (ms["model"] == mdl)]
+            for j, k in enumerate(levels):
+                ax = axes[i, j]
+                d_k = cell[cell["evals"] == k]
+                aggs = []
+                for est in col_ests[k]:
+                    sub = d_k[d_k["estimator"] == est]
+                    agg = stats.aggregate_over_seeds(sub, column)
+                    if log:
+                        agg = agg[agg["mean"] > 0]
+                    if agg.empty:
+                        continue
+                    line = plot_mean_band(ax, agg, style.estimator_colour(est),
+                                          style.estimator_label(est), log=log)
+                    handles[k].setdefault(est, line)
+                    seeds[k].setdefault(est, []).append(sub["seed"].nunique())
+                    aggs.append(agg)
+                _finish_panel(ax, log, aggs, zoom=not log, empty_text="no runs")
+                ax.set_title(f"{style.cell_title(ds, mdl)}\n{_level_title(int(k))}",
+                             fontsize=7)
+                if j == 0:
+                    ax.set_ylabel(ylabel)
+                if i == len(cells) - 1:
+                    ax.set_xlabel("steps")
+        for lax, k in zip(legend_axes, levels):
+            ests = [e for e in col_ests[k] if e in handles[k]]
+            if ests:
+                lax.legend([handles[k][e] for e in ests],
+                           [f"{style.estimator_label(e)}, {_seed_range_text(seeds[k][e])}"
+                            for e in ests],
+                           loc="upper center", ncol=1, handlelength=1.5, borderaxespad=0.0,
+                           fontsize=6)
+        fig.suptitle(title)
+        if any(style.is_omniglot(ds) for ds, _ in cells):
+            _footnote(fig, style.OMNIGLOT_FOOTNOTE, 110)
+        return fig
+
+
+def multisample_bound_column(ms: pd.DataFrame) -> str | None:
+    """test_bound_k if any run has a value there, else valid_bound_k if any has, else None."""
+    return next((c for c in MULTISAMPLE_BOUND_COLUMNS
+                 if c in ms and _finite(ms[c]).notna().any()), None)
+
+
+def write_multisample_figures(results_dir: str, metrics: pd.DataFrame) -> dict:
+    """The multi-sample bound and gradient-variance grids, when some run reports the
+    bound with its training K; {} otherwise. Returns {"bound": paths, "grad_variance":
+    paths} (the latter only if those runs have gradient variances)."""
+    ms = multisample_metrics(metrics)
+    if ms.empty:
+        return {}
+    out = {}
+    col = multisample_bound_column(ms)
+    split = _SPLIT_NAMES[col]
+    fig = build_multisample_figure(
+        ms, col, f"K-sample {split} bound (nats)", False,
+        f"Multi-sample bound with the training K, {split} split "
+        "(mean $\\pm$ s.e. over seeds)")
+    out["bound"] = save_figure(fig, figures_dir(results_dir), MULTISAMPLE_BOUND_STEM)
+    if "grad_variance" in ms and (_finite(ms["grad_variance"]) > 0).any():
+        fig = build_multisample_figure(
+            ms, "grad_variance", "encoder gradient variance\n(log scale)", True,
+            "Gradient variance of the multi-sample estimators (mean $\\pm$ s.e. over seeds)")
+        out["grad_variance"] = save_figure(fig, figures_dir(results_dir),
+                                           MULTISAMPLE_VARIANCE_STEM)
+    return out
+
+
+def basket_measured(column: str) -> str:
+    """'disarm' for 'basket_var_disarm'."""
+    return str(column)[len(loading.BASKET_PREFIX):]
+
+
+def _basket_rows(metrics: pd.DataFrame, columns) -> pd.DataFrame:
+    has = np.zeros(len(metrics), dtype=bool)
+    for c in columns:
+        has |= (_finite(metrics[c]) > 0).to_numpy()
+    return metrics[has]
+
+
+def build_basket_figure(metrics: pd.DataFrame, columns, dataset: str, model: str) -> Figure:
+    """Variance basket of one dataset x model cell: a panel per training estimator
+    (at most 3 per row); in each, every basket_var_<measured> column against steps,
+    mean +- s.e. over seeds, log y, one colour per measured estimator."""
+    columns = list(columns)
+    d = _basket_rows(metrics, columns)
+    d = d[(d["dataset"] == dataset) & (d["model"] == model)]
+    trainers = style.order_estimators(d["estimator"].unique())
+    measured = style.order_estimators(basket_measured(c) for c in columns)
+    n_cols = 2 if len(trainers) == 4 else min(3, max(1, len(trainers)))
+    n_rows = max(1, -(-len(trainers) // n_cols))
+    with matplotlib.rc_context(style.RC_PARAMS):
+        legend_rows = -(-len(measured) // 4)
+        fig, axes, legend_ax = _grid(n_rows, n_cols, 0.2 + 0.14 * legend_rows)
+        handles = {}
+        for idx, ax in enumerate(axes.flat):
+            if idx >= len(trainers):
+                ax.axis("off")
+                continue
+            trainer = trainers[idx]
+            runs = d[d["estimator"] == trainer]
+            for est in measured:
+                agg = stats.aggregate_over_seeds(runs, loading.BASKET_PREFIX + est)
+                agg = agg[agg["mean"] > 0]
+                if agg.empty:
+                    continue
+                h = plot_mean_band(ax, agg, style.estimator_colour(est),
+                                   f"measured: {style.estimator_label(est)}", log=True)
+                handles.setdefault(est, h)
+            _finish_panel(ax, True, [], zoom=False, empty_text="no basket values")
+            ax.set_title(f"trained by {style.estimator_label(trainer)} "
+                         f"({_seeds_text(runs['seed'].nunique())})")
+            if idx % n_cols == 0:
+                ax.set_ylabel("gradient variance\n(log scale)")
+            if idx + n_cols >= len(trainers):
+                ax.set_xlabel("steps")
+        hs = [handles[e] for e in measured if e in handles]
+        if hs:
+            legend_ax.legend(handles=hs, loc="upper center", ncol=min(4, len(hs)),
+                             handlelength=1.5, borderaxespad=0.0,
+                             title="mean $\\pm$ s.e. over seeds", title_fontsize=7)
+        fig.suptitle(f"{style.cell_title(dataset, model)}: variance basket "
+                     "(estimators measured at the same parameters)")
+        if style.is_omniglot(dataset):
+            _footnote(fig, style.OMNIGLOT_FOOTNOTE, 110)
+        return fig
+
+
+def write_basket_figures(results_dir: str, metrics: pd.DataFrame) -> dict:
+    """A variance-basket figure per dataset x model whose runs have basket_var_*
+    values: {(dataset, model): paths}; {} when no run has them."""
+    columns = loading.basket_columns(metrics)
+    if not columns:
+        return {}
+    d = _basket_rows(metrics, columns)
+    out = {}
+    for ds, mdl in _cells(d):
+        fig = build_basket_figure(d, columns, ds, mdl)
+        out[(ds, mdl)] = save_figure(fig, figures_dir(results_dir),
+                                     f"{BASKET_STEM}_{safe_name(ds)}_{safe_name(mdl)}")
+    return out
+
+
 def write_all_figures(results_dir: str, summary=None, metrics=None) -> dict:
-    """Every figure: {"curves": {(dataset, model): paths}, "toy": {...}}."""
+    """Every figure: {"curves": {(dataset, model): paths}, "toy": {...},
+    "multisample": {"bound": paths, "grad_variance": paths} (when some run reports
+    test/valid_bound_k, else {}), "basket": {(dataset, model): paths} (cells whose runs
+    have basket_var_* values, else {})}."""
+    if summary is None:
+        summary = loading.load_summary(results_dir)
+    if metrics is None:
+        metrics = loading.load_metrics(results_dir, summary)
     return {
         "curves": write_training_curves(results_dir, summary, metrics),
         "toy": write_toy_figures(results_dir),
+        "multisample": write_multisample_figures(results_dir, metrics),
+        "basket": write_basket_figures(results_dir, metrics),
     }

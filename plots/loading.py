@@ -52,7 +52,14 @@ METRICS_COLUMNS = (
     "grad_variance",
     "relax_temperature",
     "relax_scale",
+    # The bound with the training K (multi-sample estimators only, NaN otherwise).
+    "valid_bound_k",
+    "test_bound_k",
 )
+# Optional metrics.csv columns "basket_var_<estimator>": the gradient variance of
+# <estimator> measured at the parameters of the run (which is trained by its own
+# estimator), for the variance basket figure and table. Not added when absent.
+BASKET_PREFIX = "basket_var_"
 
 # toy/toy_variance.csv: one row per (p0, estimator, sigma_phi) point.
 #   p0             the toy target in f(b) = sum_d (b_d - p0)^2
@@ -175,6 +182,13 @@ def load_metrics(
     if not frames:
         return pd.DataFrame(columns=list(RUN_KEYS) + list(METRICS_COLUMNS))
     return pd.concat(frames, ignore_index=True)
+
+
+def basket_columns(metrics: pd.DataFrame) -> list[str]:
+    """The basket_var_<estimator> columns of the metrics that hold a finite value."""
+    cols = [c for c in metrics.columns if str(c).startswith(BASKET_PREFIX)]
+    return [c for c in cols
+            if pd.to_numeric(metrics[c], errors="coerce").notna().any()]
 
 
 def unlisted_run_dirs(results_dir: str, summary: pd.DataFrame) -> list[str]:

@@ -5,7 +5,10 @@ Usage:
 
 Reads results/<sweep>/summary.csv, runs/<run_id>/{metrics.csv,config.json} and, if
 present, toy/toy_variance.csv and toy/toy_training.csv. Writes
-  results/<sweep>/figures/*.png and *.pdf   training curves per dataset x model, toy figures
+  results/<sweep>/figures/*.png and *.pdf   training curves per dataset x model, toy figures,
+                                            and where the metrics have the columns the
+                                            multi-sample (test_bound_k) and variance-basket
+                                            (basket_var_*) figures
   results/<sweep>/tables.md, tables.tex     final train ELBO / test bound, mean +- s.e.
   results/<sweep>/report.md                 grid, tables, figure links, claim verdicts
   results/<sweep>/paper_comparison.csv      only with --published

@@ -118,24 +118,64 @@ def grid_markdown(results_dir: str, summary: pd.DataFrame, configs: pd.DataFrame
     return "\n".join(lines)
 
 
+def _figure_block(title: str, paths, results_dir: str) -> list[str]:
+    png, pdf = (_rel(p, results_dir) for p in paths)
+    return [f"### {title}", "", f"![{title}]({png})", "", f"[PNG]({png}) · [PDF]({pdf})", ""]
+
+
 def figures_markdown(results_dir: str, figs: dict) -> str:
     lines = ["## Figures", ""]
-    if not figs["curves"] and not figs["toy"]:
+    if not any(figs.get(k) for k in ("curves", "toy", "multisample", "basket")):
         return "\n".join(lines + ["No figures: no metrics.csv or toy CSVs found.", ""])
     if figs["curves"]:
         lines += ["Training curves: train ELBO, test 100-sample bound and encoder gradient "
                   "variance against steps; mean over seeds with a +- 1 s.e. band.", ""]
     for (ds, m), paths in figs["curves"].items():
-        png, pdf = (_rel(p, results_dir) for p in paths)
         title = style.cell_title(ds, m).replace("*", "\\*")
-        lines += [f"### {title}", "", f"![{title}]({png})", "", f"[PNG]({png}) · [PDF]({pdf})", ""]
+        lines += _figure_block(title, paths, results_dir)
     names = {"variance": "Toy problem: variance against sigma(phi)",
              "training": "Toy problem: sigma(phi) during training"}
     for key, paths in figs["toy"].items():
-        png, pdf = (_rel(p, results_dir) for p in paths)
-        lines += [f"### {names[key]}", "", f"![{names[key]}]({png})", "",
-                  f"[PNG]({png}) · [PDF]({pdf})", ""]
+        lines += _figure_block(names[key], paths, results_dir)
+    ms = figs.get("multisample") or {}
+    if ms:
+        lines += ["Multi-sample estimators at equal cost: one row per dataset x model, one "
+                  "column per K = evaluations of f per example (VIMCO with K samples, local "
+                  "DisARM and its symmetrised variant with m = K/2 pairs); mean over seeds "
+                  "with a +- 1 s.e. band. The bound is the K-sample bound (`test_bound_k`, "
+                  "or `valid_bound_k` where the test one is absent).", ""]
+    ms_names = {"bound": "Multi-sample bound with the training K",
+                "grad_variance": "Gradient variance of the multi-sample estimators"}
+    for key, paths in ms.items():
+        lines += _figure_block(ms_names[key], paths, results_dir)
+    basket = figs.get("basket") or {}
+    if basket:
+        lines += ["Variance basket: the gradient variance of several estimators "
+                  "(`basket_var_<estimator>` columns) measured at the same parameters "
+                  "along runs trained by the estimator named in each panel; mean over "
+                  "seeds with a +- 1 s.e. band. Ratios in the section *Variance basket: the "
+                  "fair variance comparison*.", ""]
+    for (ds, m), paths in basket.items():
+        title = ("Variance basket: " + style.cell_title(ds, m)).replace("*", "\\*")
+        lines += _figure_block(title, paths, results_dir)
     return "\n".join(lines)
+
+
+def basket_section(metrics: pd.DataFrame) -> str:
+    """The basket ratio table with its heading, or "" when the metrics lack it."""
+    table = tables.basket_markdown(metrics)
+    if not table:
+        return ""
+    return "\n".join([
+        "## Variance basket: the fair variance comparison",
+        "",
+        "Gradient variances of different estimators measured at the same parameters "
+        f"along one training run, relative to {style.estimator_label(tables.BASKET_REFERENCE)}"
+        " (unlike the training curves, where each estimator's variance is taken along its "
+        "own trajectory).",
+        "",
+        table,
+    ])
 
 
 def make_report(results_dir: str, published_csv: str | None = None) -> str:
@@ -174,6 +214,11 @@ def make_report(results_dir: str, published_csv: str | None = None) -> str:
         "",
         tables.tables_markdown(summary),
         figures_markdown(results_dir, figs),
+    ]
+    basket = basket_section(metrics)
+    if basket:
+        parts.append(basket)
+    parts += [
         "## Claims of the paper (PROTOCOL section 7)",
         "",
         "Verdicts: holds / fails / not enough runs to tell. Rules in `plots/compare.py`.",

@@ -9,6 +9,8 @@ colour from one run of the report to the next.
 
 from __future__ import annotations
 
+import math
+import re
 import zlib
 
 import matplotlib
@@ -60,7 +62,19 @@ ESTIMATOR_LABELS = {
     "local_disarm_sym": "Local DisARM (sym.)",
 }
 
+# Families whose size is part of the name ("vimco_10", "local_disarm_5"), as in
+# estimators/__init__.py. Members take their family's colour, lighter for larger sizes.
+ESTIMATOR_FAMILIES = ("reinforce_loo", "vimco", "local_disarm", "local_disarm_sym")
+# Families that train a multi-sample bound: a member with size n costs
+# MULTISAMPLE_EVALS_PER_UNIT[family] * n evaluations of f and is evaluated with the
+# bound of that many samples (VIMCO with 2m samples against local DisARM with m pairs).
+MULTISAMPLE_EVALS_PER_UNIT = {"vimco": 1, "local_disarm": 2, "local_disarm_sym": 2}
+FAMILY_SIZE_SYMBOL = {"reinforce_loo": "K", "vimco": "K", "local_disarm": "m",
+                      "local_disarm_sym": "m"}
+
 DATASET_ORDER = ("mnist", "fashion_mnist", "omniglot")
+# Hierarchical models "<base>_<n>layer" (n stochastic layers) follow their base models,
+# in numeric order of n; see order_models.
 MODEL_ORDER = ("linear", "nonlinear")
 
 # The Omniglot used here is derived by this suite (PROTOCOL section 4); every place it
@@ -78,6 +92,7 @@ DATASET_LABELS = {
 }
 
 MODEL_LABELS = {"linear": "linear", "nonlinear": "nonlinear"}
+_LAYERED_MODEL = re.compile(r"(.+)_(\d+)layer")
 
 # Sizes in inches. A single paper column is about 3.25-3.5 in wide, a full text
 # width about 6.75-7 in.
@@ -104,16 +119,62 @@ RC_PARAMS = {
 }
 
 
+def estimator_family(name) -> tuple[str, int] | None:
+    """("vimco", 10) for "vimco_10"; None for names that are not "<family>_<int>"."""
+    m = re.fullmatch(r"(.+)_(\d+)", str(name))
+    if m and m.group(1) in ESTIMATOR_FAMILIES:
+        return m.group(1), int(m.group(2))
+    return None
+
+
+def multisample_evaluations(name) -> int | None:
+    """Evaluations of f per training example for a multi-sample estimator name, which
+    is also the K of the bound it is evaluated with: vimco_K -> K, local_disarm_m and
+    local_disarm_sym_m -> 2m. None for other names."""
+    fam = estimator_family(name)
+    if fam is None or fam[0] not in MULTISAMPLE_EVALS_PER_UNIT:
+        return None
+    return MULTISAMPLE_EVALS_PER_UNIT[fam[0]] * fam[1]
+
+
+def _mix(hex_colour: str, other: float, t: float) -> str:
+    rgb = matplotlib.colors.to_rgb(hex_colour)
+    return matplotlib.colors.to_hex([c + (other - c) * t for c in rgb])
+
+
 def estimator_colour(name: str) -> str:
-    """Colour for an estimator name; stable fallback for names not in the table."""
+    """Colour for an estimator name; stable fallback for names not in the table.
+
+    A family member ("vimco_10") gets its family's colour, darker for small sizes and
+    lighter for large ones, so that equal-cost members of different families (vimco_10,
+    local_disarm_5) are distinct hues of the same depth."""
     if name in ESTIMATOR_COLOURS:
         return ESTIMATOR_COLOURS[name]
+    fam = estimator_family(name)
+    if fam is not None:
+        family, size = fam
+        level = multisample_evaluations(name) or size
+        # level 1 -> 30% towards black, 20 or more -> 35% towards white.
+        t = min(1.0, math.log(max(level, 1)) / math.log(20.0))
+        base = ESTIMATOR_COLOURS[family]
+        if t < 0.5:
+            return _mix(base, 0.0, 0.3 * (1 - 2 * t))
+        return _mix(base, 1.0, 0.35 * (2 * t - 1))
     idx = zlib.crc32(str(name).encode("utf-8")) % len(FALLBACK_COLOURS)
     return FALLBACK_COLOURS[idx]
 
 
 def estimator_label(name: str) -> str:
-    return ESTIMATOR_LABELS.get(name, str(name))
+    if name in ESTIMATOR_LABELS:
+        return ESTIMATOR_LABELS[name]
+    fam = estimator_family(name)
+    if fam is not None:
+        family, size = fam
+        label, size_text = ESTIMATOR_LABELS[family], f"{FAMILY_SIZE_SYMBOL[family]}={size}"
+        if label.endswith(")"):  # "Local DisARM (sym.)" -> "Local DisARM (sym., m=5)"
+            return f"{label[:-1]}, {size_text})"
+        return f"{label} ({size_text})"
+    return str(name)
 
 
 def dataset_label(name: str) -> str:
@@ -121,7 +182,12 @@ def dataset_label(name: str) -> str:
 
 
 def model_label(name: str) -> str:
-    return MODEL_LABELS.get(name, str(name))
+    if name in MODEL_LABELS:
+        return MODEL_LABELS[name]
+    m = _LAYERED_MODEL.fullmatch(str(name))
+    if m:
+        return f"{m.group(2)}-layer {model_label(m.group(1))}"
+    return str(name)
 
 
 def cell_title(dataset: str, model: str) -> str:
@@ -140,8 +206,20 @@ def _ordered(names, order):
 
 
 def order_estimators(names):
-    """Known estimators in the canonical order, then unknown names alphabetically."""
-    return _ordered(names, ESTIMATOR_ORDER)
+    """Known estimators in the canonical order, then family members ("vimco_10") by
+    cost (evaluations of f; equal-cost members of different families side by side, in
+    the family order), then other names alphabetically."""
+    names = list(dict.fromkeys(str(n) for n in names))
+    known = [n for n in ESTIMATOR_ORDER if n in names]
+    members = [n for n in names if n not in ESTIMATOR_ORDER and estimator_family(n)]
+
+    def member_key(n):
+        family, size = estimator_family(n)
+        return (multisample_evaluations(n) or size, ESTIMATOR_FAMILIES.index(family), size)
+
+    members.sort(key=member_key)
+    unknown = sorted(n for n in names if n not in ESTIMATOR_ORDER and n not in members)
+    return known + members + unknown
 
 
 def order_datasets(names):
@@ -149,7 +227,22 @@ def order_datasets(names):
 
 
 def order_models(names):
-    return _ordered(names, MODEL_ORDER)
+    """linear, nonlinear, then layered models "<base>_<n>layer" by base and n
+    (linear_2layer, linear_3layer, linear_4layer, ..., linear_10layer), then others
+    alphabetically."""
+    names = list(dict.fromkeys(str(n) for n in names))
+    known = [n for n in MODEL_ORDER if n in names]
+    layered = [n for n in names if n not in MODEL_ORDER and _LAYERED_MODEL.fullmatch(n)]
+
+    def layered_key(n):
+        m = _LAYERED_MODEL.fullmatch(n)
+        base = m.group(1)
+        rank = MODEL_ORDER.index(base) if base in MODEL_ORDER else len(MODEL_ORDER)
+        return (rank, base, int(m.group(2)))
+
+    layered.sort(key=layered_key)
+    unknown = sorted(n for n in names if n not in MODEL_ORDER and n not in layered)
+    return known + layered + unknown
 
 
 def format_steps(x, _pos=None) -> str:

@@ -254,3 +254,113 @@ def write_tables(results_dir: str, summary: pd.DataFrame | None = None) -> tuple
     with open(tex_path, "w") as f:
         f.write(tables_latex(summary))
     return md_path, tex_path
+
+
+# ---------------------------------------------------------------------------
+# Variance basket: the fair variance comparison. Runs may carry columns
+# basket_var_<estimator>, the gradient variance of <estimator> measured at the
+# parameters of the run (trained by its own estimator). Per run, at every evaluation
+# where both are finite and positive, ratio = basket_var_<E> / basket_var_arm; the
+# run's value is the median of its ratios over evaluations; a cell (dataset, model,
+# training estimator, E) shows the mean +- s.e. of those medians over seeds.
+
+BASKET_REFERENCE = "arm"
+
+
+def basket_ratios(metrics: pd.DataFrame, reference: str = BASKET_REFERENCE) -> pd.DataFrame:
+    """Long table: dataset, model, trained_by, measured, mean, se, n (seeds),
+    evaluations (ratios behind the per-seed medians, all seeds). Empty when the
+    metrics lack basket_var_<reference> or any other basket column."""
+    cols = ["dataset", "model", "trained_by", "measured", "mean", "se", "n", "evaluations"]
+    ref_col = loading.BASKET_PREFIX + reference
+    basket = loading.basket_columns(metrics)
+    if ref_col not in basket:
+        return pd.DataFrame(columns=cols)
+    ref = pd.to_numeric(metrics[ref_col], errors="coerce")
+    per_run = []
+    for col in basket:
+        if col == ref_col:
+            continue
+        v = pd.to_numeric(metrics[col], errors="coerce")
+        ok = np.isfinite(v) & np.isfinite(ref) & (v > 0) & (ref > 0)
+        if not ok.any():
+            continue
+        d = metrics.loc[ok, ["run_id", "dataset", "model", "estimator", "seed", "step"]].copy()
+        d["ratio"] = (v[ok] / ref[ok]).to_numpy()
+        # A resumed run may log a step twice: its last row counts, as in the curves.
+        d = d.drop_duplicates(["run_id", "step"], keep="last")
+        g = d.groupby(["dataset", "model", "estimator", "seed"], sort=False)["ratio"]
+        r = g.agg(["median", "count"]).reset_index()
+        r["measured"] = col[len(loading.BASKET_PREFIX):]
+        per_run.append(r)
+    if not per_run:
+        return pd.DataFrame(columns=cols)
+    runs = pd.concat(per_run, ignore_index=True)
+    # One run per (dataset, model, estimator, seed): a seed run twice counts once.
+    runs = runs.drop_duplicates(["dataset", "model", "estimator", "seed", "measured"],
+                                keep="last")
+    out = stats.group_mean_se(runs, ["dataset", "model", "estimator", "measured"], "median")
+    counts = runs.groupby(["dataset", "model", "estimator", "measured"],
+                          sort=False)["count"].sum().rename("evaluations").reset_index()
+    out = out.merge(counts, on=["dataset", "model", "estimator", "measured"], how="left")
+    return out.rename(columns={"estimator": "trained_by"})[cols]
+
+
+def basket_markdown(metrics: pd.DataFrame, reference: str = BASKET_REFERENCE) -> str:
+    """The basket ratio table as Markdown (a row per dataset x model x training
+    estimator, a column per measured estimator vs the reference); "" when the
+    metrics have no basket_var_<reference> column with another basket column."""
+    t = basket_ratios(metrics, reference)
+    if t.empty:
+        return ""
+    measured = style.order_estimators(t["measured"].unique())
+    ref_label = style.estimator_label(reference)
+    header = (["Dataset", "Model", "Trained by"]
+              + [f"{style.estimator_label(e)} / {ref_label}" for e in measured]
+              + ["seeds"])
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join([":--"] * 3 + ["--:"] * (len(measured) + 1)) + "|"]
+    look = {(r.dataset, r.model, r.trained_by, r.measured): r for r in t.itertuples(index=False)}
+    for ds in style.order_datasets(t["dataset"].unique()):
+        d_ds = t[t["dataset"] == ds]
+        for m in style.order_models(d_ds["model"].unique()):
+            d_m = d_ds[d_ds["model"] == m]
+            for tr in style.order_estimators(d_m["trained_by"].unique()):
+                cells = [_md_dataset(ds), style.model_label(m), style.estimator_label(tr)]
+                ns = []
+                for e in measured:
+                    r = look.get((ds, m, tr, e))
+                    if r is None:
+                        cells.append(MISSING)
+                        continue
+                    ns.append(int(r.n))
+                    cells.append(_ratio_cell(r.mean, r.se))
+                cells.append(_int_range(ns))
+                lines.append("| " + " | ".join(cells) + " |")
+    notes = [
+        f"Ratio of gradient variances measured at the same parameters: at every evaluation "
+        f"where both are logged, `basket_var_<E>` / `basket_var_{reference}`; per run the "
+        f"median over evaluations; shown as mean ± s.e. (ddof=1) over seeds. Below 1: E "
+        f"has lower variance than {ref_label} along that training run. {MISSING} = not "
+        "measured.",
+    ]
+    if any(style.is_omniglot(d) for d in t["dataset"].unique()):
+        notes.append(style.OMNIGLOT_FOOTNOTE)
+    lines += ["", "<br>\n".join(f"<sub>{n}</sub>" for n in notes)]
+    return "\n".join(lines) + "\n"
+
+
+def _ratio_cell(mean: float, se: float) -> str:
+    """'0.309 ± 0.006'; three significant digits below 0.01 ('0.00123 ± 4.5e-05')."""
+    if not np.isfinite(mean):
+        return "n/a"
+    if abs(mean) >= 0.01:
+        return f"{mean:.3f} ± {fmt_number(se, 3)}"
+    return f"{mean:.3g} ± " + (f"{se:.2g}" if np.isfinite(se) else "n/a")
+
+
+def _int_range(ns) -> str:
+    if not ns:
+        return MISSING
+    lo, hi = min(ns), max(ns)
+    return str(lo) if lo == hi else f"{lo}-{hi}"

@@ -14,12 +14,26 @@ import sys
 import numpy as np
 import pandas as pd
 
-from plots.loading import SUMMARY_COLUMNS
+from plots import style
+from plots.loading import BASKET_PREFIX, SUMMARY_COLUMNS
 
 # Offsets of the synthetic final train ELBO and gradient-variance factors.
 _ELBO_OFFSET = {"reinforce_loo": -1.0, "arm": -2.0, "disarm": 0.0, "relax": -0.5}
 _VAR_FACTOR = {"reinforce_loo": 1.5, "arm": 1.0, "disarm": 0.3, "relax": 0.5}
 _SPEED = {"relax": 40.0}
+# Variance factors of the multi-sample families (times 1/sqrt(cost) in the curves).
+_FAMILY_VAR_FACTOR = {"vimco": 2.0, "local_disarm": 0.8, "local_disarm_sym": 0.6}
+
+MULTISAMPLE_ESTIMATORS = ("vimco_2", "local_disarm_1", "vimco_10", "local_disarm_5",
+                          "local_disarm_sym_5", "vimco_20", "local_disarm_10")
+BASKET_ESTIMATORS = ("reinforce_loo", "arm", "disarm", "relax")
+
+
+def _var_factor(est: str) -> float:
+    fam = style.estimator_family(est)
+    if est not in _VAR_FACTOR and fam is not None and fam[0] in _FAMILY_VAR_FACTOR:
+        return _FAMILY_VAR_FACTOR[fam[0]] / np.sqrt(fam[1])
+    return _VAR_FACTOR.get(est, 2.0)
 
 
 def write_run(root: str, run: dict, metrics: pd.DataFrame, config: dict | None = None) -> None:
@@ -54,8 +68,17 @@ def write_synthetic_sweep(
     bound_every=5000,
     with_toy=True,
     seed=0,
+    basket=(),
+    basket_trainers=None,
 ) -> str:
-    """Write summary.csv, runs/*/metrics.csv + config.json and toy CSVs; returns root."""
+    """Write summary.csv, runs/*/metrics.csv + config.json and toy CSVs; returns root.
+
+    Multi-sample estimators (vimco_K, local_disarm_m, local_disarm_sym_m) also get
+    valid_bound_k / test_bound_k (on the bound_every steps); the others get NaN there.
+    Given `basket` (estimator names), every run gets basket_var_<name> columns: made-up
+    variances of those estimators "measured" at the run's parameters (only the runs
+    trained by an estimator in `basket_trainers`, if given).
+    """
     rng = np.random.default_rng(seed)
     rows = []
     steps = np.arange(0, num_steps + 1, eval_every)
@@ -71,7 +94,8 @@ def write_synthetic_sweep(
                     elbo = base - 80 + (80 + off) * prog + rng.normal(0, 0.3, len(steps))
                     bound = elbo + 5 + rng.normal(0, 0.3, len(steps))
                     bound[steps % bound_every != 0] = np.nan
-                    var = (_VAR_FACTOR.get(est, 2.0) * 10 * np.exp(-steps / num_steps)
+                    decay = 10 * np.exp(-steps / num_steps)
+                    var = (_var_factor(est) * decay
                            * np.exp(rng.normal(0, 0.1, len(steps))))
                     is_relax = est == "relax"
                     m = pd.DataFrame({
@@ -85,6 +109,14 @@ def write_synthetic_sweep(
                         "relax_temperature": 0.1 if is_relax else np.nan,
                         "relax_scale": 1.0 if is_relax else np.nan,
                     })
+                    k = style.multisample_evaluations(est)
+                    bound_k = bound - 3.0 / np.log(1 + k) if k else np.full(len(steps), np.nan)
+                    m["valid_bound_k"] = bound_k
+                    m["test_bound_k"] = bound_k - 0.2
+                    for b in (basket if basket_trainers is None or est in basket_trainers
+                              else ()):
+                        m[BASKET_PREFIX + b] = (_var_factor(b) * decay
+                                                * np.exp(rng.normal(0, 0.1, len(steps))))
                     run = {
                         "run_id": run_id, "dataset": ds, "model": mdl, "estimator": est,
                         "seed": s, "num_steps": num_steps, "status": "done",
