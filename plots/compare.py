@@ -38,9 +38,10 @@ Claim 3 (DisARM's gradient variance well below ARM's throughout training), from
   below 1 at >= MIN_FRACTION_BELOW_ONE of the steps; fails otherwise; not enough if
   either estimator has < MIN_SEEDS seeds or < MIN_COMMON_STEPS common steps.
 Claim 4 (local DisARM beats VIMCO at equal cost): as 2a, for each estimator named
-  local_disarm* against the same name with "local_disarm" replaced by "vimco" if
-  such runs exist, else "vimco". Equal cost (m pairs vs 2m samples) is the driver's
-  responsibility. Not enough runs when the sweep has none.
+  local_disarm* against VIMCO at the same cost: local_disarm_m and local_disarm_sym_m
+  (m pairs, 2m evaluations) against vimco_{2m}; for other local_disarm* names the same
+  name with "local_disarm" replaced by "vimco" if such runs exist; else "vimco". Not
+  enough runs when the sweep has none.
 Overall verdict of a claim (2a, 2b, 2c, 3, 4 combine their cells): a cell is judged
   when it has enough runs (>= MIN_SEEDS paired seeds, or seeds per estimator for 3
   and 2c); cells with fewer are listed in the notes and left out. Then: fails if any
@@ -428,11 +429,21 @@ def check_claim1(toy_variance: pd.DataFrame | None) -> ClaimResult:
 
 def claim4_pairs(estimators) -> list[tuple[str, str]]:
     ests = set(estimators)
+    # vimco_K by its cost K (evaluations of f): local_disarm_m and local_disarm_sym_m
+    # (2m evaluations) are compared with vimco_{2m}, not with vimco_m.
+    vimco_by_cost = {style.multisample_evaluations(e): e for e in ests
+                     if (style.estimator_family(e) or ("",))[0] == "vimco"}
     pairs = []
     for e in sorted(ests):
         if e.startswith("local_disarm"):
+            cost = style.multisample_evaluations(e)
             twin = e.replace("local_disarm", "vimco", 1)
-            other = twin if twin in ests else ("vimco" if "vimco" in ests else None)
+            if cost is not None and cost in vimco_by_cost:
+                other = vimco_by_cost[cost]
+            elif cost is None and twin in ests:
+                other = twin
+            else:
+                other = "vimco" if "vimco" in ests else None
             if other is not None:
                 pairs.append((e, other))
     return pairs

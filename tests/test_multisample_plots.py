@@ -231,3 +231,16 @@ def test_make_report_omits_the_new_sections_without_the_columns(tmp_path):
     assert "variance_basket_mnist_linear.png" in figs
     assert "### Variance basket: MNIST, linear model" in report
     assert "### MNIST, linear model" in report
+
+
+def test_claim4_pairs_local_disarm_with_vimco_at_equal_cost():
+    from plots import compare
+
+    ests = ["vimco_2", "vimco_10", "vimco_20", "local_disarm_1", "local_disarm_5",
+            "local_disarm_10", "local_disarm_sym_5", "local_disarm_sym_3"]
+    assert compare.claim4_pairs(ests) == [
+        ("local_disarm_1", "vimco_2"), ("local_disarm_10", "vimco_20"),
+        ("local_disarm_5", "vimco_10"), ("local_disarm_sym_5", "vimco_10")]
+    # A same-named VIMCO of the wrong cost is not a twin.
+    assert compare.claim4_pairs(["vimco_5", "local_disarm_5"]) == []
+    assert compare.claim4_pairs(["vimco", "local_disarm_5"]) == [("local_disarm_5", "vimco")]
