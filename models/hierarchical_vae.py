@@ -18,19 +18,28 @@ method takes ``x`` as ``[B, P]`` and bits as ``[..., B, D]`` (extra leading samp
 dimensions broadcast, layer by layer, so layers may carry different ones), and
 every term is linear in the bits, so relaxed values in (0, 1) are accepted too.
 The model knows nothing of gradient estimators (``training/layerwise.py`` does).
+
+Stacked members (issue 5, ``models/members.py``): built with ``seed`` a list of
+``M`` ints, every parameter gets a leading member axis (dense weights
+``[M, n, k]``, biases ``[M, 1, k]``, ``prior_logits`` ``[M, 1, D]``) and member ``m``
+starts exactly as an unstacked model built with ``seed[m]``. Inputs then carry
+the member axis just before the batch axis: ``x`` ``[M, B, P]``, bits
+``[..., M, B, D]``, and every noise seed is ``[M, 2]`` (one stream per member, each
+drawing what a lone run with its seed draws); outputs are ``[..., M, B]``.
 """
 
 import math
 
 import tensorflow as tf
 
-from models.bernoulli_vae import NUM_LATENTS, Dense, bernoulli_log_prob
+from models import members
+from models.bernoulli_vae import NUM_LATENTS, Dense, bernoulli_log_prob, member_seeds, stacked_matmul
 
 NUM_LAYERS = (2, 3, 4)
 
 
 def _as_seed(seed):
-  """An int becomes the seed ``(seed, 0)``; a ``[2]`` seed passes through as int32."""
+  """An int becomes the seed ``(seed, 0)``; a ``[2]`` or ``[M, 2]`` seed passes through as int32."""
   seed = tf.convert_to_tensor(seed)
   if seed.shape.rank == 0:
     seed = tf.stack([seed, tf.zeros_like(seed)])
@@ -39,11 +48,17 @@ def _as_seed(seed):
 
 def _frozen(layer, inputs):
   """``layer(inputs)`` with the layer's parameters held constant (gradients flow into ``inputs`` only)."""
-  return tf.matmul(inputs, tf.stop_gradient(layer.w)) + tf.stop_gradient(layer.b)
+  w, b = tf.stop_gradient(layer.w), tf.stop_gradient(layer.b)
+  return (tf.matmul(inputs, w) if layer.num_members is None else stacked_matmul(inputs, w)) + b
 
 
 class HierarchicalBernoulliVAE(tf.Module):
-  """``num_layers`` stochastic layers of ``num_latents`` bits; ``mean_train`` the per-pixel training mean."""
+  """``num_layers`` stochastic layers of ``num_latents`` bits; ``mean_train`` the per-pixel training mean.
+
+  ``seed``: an int (one model; ``num_members`` is None) or a list of ``M`` ints
+  (``M`` stacked members, ``num_members = M``; member ``m`` equals the model built
+  with ``seed[m]``).
+  """
 
   def __init__(self, num_layers, mean_train, seed=0, num_latents=NUM_LATENTS, name="hierarchical_bernoulli_vae"):
     super().__init__(name=name)
@@ -56,8 +71,10 @@ class HierarchicalBernoulliVAE(tf.Module):
     self.mean_train = mean_train
     clipped = tf.clip_by_value(mean_train, 0.001, 0.999)
     output_bias = tf.math.log(clipped) - tf.math.log1p(-clipped)
+    self.num_members = len(seed) if isinstance(seed, (list, tuple)) else None
     # Salt 2 (BernoulliVAE uses 1); encoder layers take the first L seeds, decoder layers the last L.
-    seeds = tf.random.experimental.stateless_split(tf.constant([seed, 2], tf.int32), 2 * self.num_layers)
+    # seeds[i] is [2], or [M, 2] (one per member) when stacked.
+    seeds = members.split(member_seeds(seed, 2), 2 * self.num_layers)
     L, D, P = self.num_layers, self.num_latents, self.num_pixels
     # encoder_layers[l] gives the logits of q(b_l | .): input x - mean_train for l = 0, 2 b_{l-1} - 1 above.
     self.encoder_layers = [Dense(P if l == 0 else D, D, seeds[l], name=f"encoder_{l}") for l in range(L)]
@@ -65,7 +82,8 @@ class HierarchicalBernoulliVAE(tf.Module):
     # p(b_{l-1} | b_l); inputs 2 b - 1.
     self.decoder_layers = [Dense(D, P if l == 0 else D, seeds[L + l], output_bias if l == 0 else None,
                                  name=f"decoder_{l}") for l in range(L)]
-    self.prior_logits = tf.Variable(tf.zeros([D]), name="prior_logits")
+    prior_shape = [D] if self.num_members is None else [self.num_members, 1, D]
+    self.prior_logits = tf.Variable(tf.zeros(prior_shape), name="prior_logits")
 
   @property
   def encoder_variables(self):
@@ -83,6 +101,8 @@ class HierarchicalBernoulliVAE(tf.Module):
   def layer_logits(self, l, below, x, frozen=False):
     """Logits of ``q(b_l | b_{l-1})`` (``below`` = ``b_{l-1}``, ``[..., B, D]``), or of ``q(b_0 | x)`` for l = 0.
 
+    Stacked: ``below`` ``[..., M, B, D]``, ``x`` ``[M, B, P]``.
+
     ``frozen=True`` holds the layer's parameters constant: gradients then flow into
     ``below`` only (used where an estimator differentiates through relaxed bits).
     """
@@ -94,10 +114,12 @@ class HierarchicalBernoulliVAE(tf.Module):
     """Samples layers ``start_layer .. L-1`` from q given the layers below.
 
     Args:
-      x: ``[B, P]``.
-      bits_prefix: list of the ``start_layer`` layers below, each ``[..., B, D]``.
+      x: ``[B, P]`` (stacked: ``[M, B, P]``).
+      bits_prefix: list of the ``start_layer`` layers below, each ``[..., B, D]``
+        (stacked: ``[..., M, B, D]``).
       start_layer: first layer to sample (0 samples everything).
-      noise: list of ``L - start_layer`` uniforms, each ``[..., B, D]``;
+      noise: list of ``L - start_layer`` uniforms, each ``[..., B, D]`` (stacked:
+        ``[..., M, B, D]``; drawn by the caller, per member);
         ``b_l = 1[u_l < sigmoid(logits_l)]``.
 
     Returns:
@@ -118,13 +140,19 @@ class HierarchicalBernoulliVAE(tf.Module):
     return tf.concat([tf.shape(x)[:-1], [self.num_latents]], axis=0)
 
   def sample_posterior(self, x, seed):
-    """One ancestral sample ``b ~ q(b | x)`` from stateless noise: ``(bits [L] x [B, D], logits [L] x [B, D])``."""
-    seeds = tf.random.experimental.stateless_split(_as_seed(seed), self.num_layers)
-    noise = [tf.random.stateless_uniform(self._noise_shape(x), seeds[l]) for l in range(self.num_layers)]
+    """One ancestral sample ``b ~ q(b | x)`` from stateless noise: ``(bits [L] x [B, D], logits [L] x [B, D])``.
+
+    Stacked: ``x`` ``[M, B, P]`` and ``[M, 2]`` seeds -> ``[L] x [M, B, D]``, member ``m``
+    drawing what a lone model draws with ``seed[m]``.
+    """
+    seeds = members.split(_as_seed(seed), self.num_layers)
+    noise = [members.uniform(self._noise_shape(x), seeds[l], member_axis=0) for l in range(self.num_layers)]
     return self.complete(x, [], 0, noise)
 
   def elbo(self, x, bits, logits):
     """``log p(x|b_0) + sum_l log p(b_l|b_{l+1}) + log p(b_{L-1}) - sum_l log q(b_l|.)`` -> ``[..., B]``.
+
+    Stacked: ``x`` ``[M, B, P]``, bits and logits ``[..., M, B, D]`` -> ``[..., M, B]``.
 
     ``bits`` and ``logits`` are lists of ``L`` tensors ``[..., B, D]``; ``logits``
     are the encoder logits the ``log q`` terms use (callers decide their gradients).
@@ -139,9 +167,12 @@ class HierarchicalBernoulliVAE(tf.Module):
     return total
 
   def multisample_bound(self, x, num_samples, seed):
-    """``log mean_{k<=K} exp ELBO(x, b_k)``, ``b_k ~ q(b|x)`` independent ancestral samples: -> ``[B]``."""
-    seeds = tf.random.experimental.stateless_split(_as_seed(seed), self.num_layers)
-    shape = tf.concat([[num_samples], self._noise_shape(x)], axis=0)
-    noise = [tf.random.stateless_uniform(shape, seeds[l]) for l in range(self.num_layers)]
+    """``log mean_{k<=K} exp ELBO(x, b_k)``, ``b_k ~ q(b|x)`` independent ancestral samples: -> ``[B]``.
+
+    Stacked: ``x`` ``[M, B, P]`` and ``[M, 2]`` seeds (one stream per member) -> ``[M, B]``.
+    """
+    seeds = members.split(_as_seed(seed), self.num_layers)
+    shape = tf.concat([[num_samples], self._noise_shape(x)], axis=0)  # [K, (M,) B, D]
+    noise = [members.uniform(shape, seeds[l], member_axis=1) for l in range(self.num_layers)]
     bits, logits = self.complete(x, [], 0, noise)
     return tf.reduce_logsumexp(self.elbo(x, bits, logits), axis=0) - math.log(num_samples)

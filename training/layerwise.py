@@ -41,6 +41,13 @@ Which candidates are relaxed is RELAX's layout ``[b, sigmoid(z/lambda),
 sigmoid(z~/lambda)]`` (``RELAXED_FROM``). The discrete candidate is completed with
 hard bits as for every other estimator.
 
+Stacked members (issue 5, ``models/members.py``): with a stacked model
+(``model.num_members = M``), ``x`` is ``[M, B, P]``, seeds are ``[M, 2]`` (one per
+member), every per-layer tensor is ``[..., M, B, D]`` and RELAX's states are
+stacked too (``make_layer_states`` with one seed pair per member). Every draw goes
+through ``models.members``, so member ``m`` computes exactly what an unstacked
+model with member ``m``'s parameters computes from ``x[m]`` and ``seed[m]``.
+
 Multi-sample estimators (VIMCO, local DisARM) are not supported here.
 """
 
@@ -50,6 +57,7 @@ import tensorflow as tf
 
 from estimators import ESTIMATORS, get_estimator
 from estimators.base import EstimatorOutput, as_seed, uniform_noise
+from models import members
 
 # For estimators that also evaluate f at relaxed (continuous) candidates: the index
 # along f's sample axis from which the candidates are relaxed (estimators/relax.py).
@@ -65,10 +73,12 @@ class LayerwiseEstimate(NamedTuple):
   """What ``layerwise_encoder_grads`` returns (lists have one entry per layer, bottom first).
 
   Attributes:
-    logits: ``[B, D]`` encoder logits of the forward sample, differentiable with
-      respect to the encoder variables; ``grads`` are estimates with respect to these.
-    grads: ``[B, D]`` estimates of ``d E_q[ELBO] / d logits_l``, per example and bit.
-    bits: ``[B, D]`` the forward sample (no gradient).
+    logits: ``[B, D]`` (stacked: ``[M, B, D]``) encoder logits of the forward sample,
+      differentiable with respect to the encoder variables; ``grads`` are estimates
+      with respect to these.
+    grads: ``[B, D]`` (``[M, B, D]``) estimates of ``d E_q[ELBO] / d logits_l``, per
+      example and bit.
+    bits: ``[B, D]`` (``[M, B, D]``) the forward sample (no gradient).
     outputs: the estimator's ``EstimatorOutput`` of each layer (bits and ELBOs ``f_l`` was evaluated at).
   """
   logits: List[tf.Tensor]
@@ -100,13 +110,31 @@ def layer_context(model, x, forward_bits, l):
 
 
 def make_layer_states(model, estimator, seed=(0, 0)):
-  """One fresh estimator state per layer (RELAX), with that layer's context width; None without state."""
+  """One fresh estimator state per layer (RELAX), with that layer's context width; None without state.
+
+  ``seed`` is one ``(int, int)`` pair for an unstacked model; layer ``l``'s state
+  gets the ``l``-th of ``num_layers`` pairs split from it. For a stacked model
+  (``model.num_members = M``) it is a list of ``M`` pairs, one per member (the
+  training loop uses ``[(s, 2) for s in seeds]``): every state is then stacked
+  (``RelaxState`` with one pair per member) and member ``m``'s layer ``l`` starts
+  exactly as layer ``l`` of ``make_layer_states(<unstacked model>, estimator,
+  seed[m])``.
+  """
   est = check_estimator(estimator)
   if not est.has_state:
     return None
-  seeds = tf.random.experimental.stateless_split(tf.constant(seed, tf.int32), model.num_layers).numpy()
-  return [est.make_state(model.num_latents, layer_context_dim(model, l), seed=tuple(int(s) for s in seeds[l]))
-          for l in range(model.num_layers)]
+  L = model.num_layers
+  num_members = getattr(model, "num_members", None)
+  seed = tf.constant(seed, tf.int32)
+  if seed.shape.rank != (1 if num_members is None else 2) or seed.shape[-1] != 2 \
+      or (num_members is not None and seed.shape[0] != num_members):
+    want = "one (int, int) pair" if num_members is None else f"a list of {num_members} (int, int) pairs, one per member"
+    raise ValueError(f"make_layer_states: this model takes {want} as seed, got shape {seed.shape}")
+  seeds = members.split(seed, L).numpy()  # [L, 2], or [L, M, 2]: member m's pairs are split from its own
+  pair = lambda s: tuple(int(v) for v in s)
+  # A list of pairs makes a stacked state (RelaxState), one tuple an unstacked one.
+  per_layer = [pair(seeds[l]) if num_members is None else [pair(s) for s in seeds[l]] for l in range(L)]
+  return [est.make_state(model.num_latents, layer_context_dim(model, l), seed=per_layer[l]) for l in range(L)]
 
 
 def _logit(u):
@@ -117,6 +145,8 @@ def layer_objective(model, x, forward_bits, forward_logits, l, noise_seed, share
                     relaxed_from=None, temperature=None):
   """``f_l``: candidates ``c`` ``[S, B, D]`` for layer ``l`` -> full ELBOs ``[S, B]`` (see the module docstring).
 
+  Stacked: ``c`` ``[S, M, B, D]`` -> ``[S, M, B]``, ``noise_seed`` ``[M, 2]``.
+
   ``relaxed_from``: candidates ``c[relaxed_from:]`` are relaxed and get the relaxed
   completion at ``temperature``; ``None`` when every candidate is discrete.
   """
@@ -124,7 +154,7 @@ def layer_objective(model, x, forward_bits, forward_logits, l, noise_seed, share
   num_upper = L - l - 1
   below = list(forward_bits[:l])
   fixed_logits = [tf.stop_gradient(a) for a in forward_logits[:l + 1]]  # layer l's own included
-  upper_seeds = tf.random.experimental.stateless_split(noise_seed, max(num_upper, 1))
+  upper_seeds = members.split(noise_seed, max(num_upper, 1))
 
   def hard(c, noise):
     bits, upper_logits = model.complete(x, below + [c], l + 1, noise)
@@ -139,8 +169,10 @@ def layer_objective(model, x, forward_bits, forward_logits, l, noise_seed, share
     return model.elbo(x, bits, logits)
 
   def f(c):
+    # Shared: one [(M,) B, D] draw (member axis 0); independent: [S, (M,) B, D] (member axis 1).
     shape = tf.shape(c)[1:] if share_upper_noise else tf.shape(c)
-    noise = [uniform_noise(shape, upper_seeds[i]) for i in range(num_upper)]
+    member_axis = 0 if share_upper_noise else 1
+    noise = [uniform_noise(shape, upper_seeds[i], member_axis=member_axis) for i in range(num_upper)]
     if relaxed_from is None:
       return hard(c, noise)
     split = lambda us, part: us if share_upper_noise else [part(u) for u in us]
@@ -156,9 +188,11 @@ def layerwise_encoder_grads(model, estimator, x, seed, states=None, share_upper_
   Args:
     model: a ``HierarchicalBernoulliVAE``.
     estimator: a single-sample estimator's name or ``Estimator`` (``supported_estimators()``).
-    x: ``[B, P]`` binarised batch.
-    seed: int or ``[2]`` seed; the forward sample uses one split of it, layer ``l`` another.
-    states: one estimator state per layer (RELAX; ``make_layer_states``), else None.
+    x: ``[B, P]`` binarised batch (stacked model: ``[M, B, P]``, one batch per member).
+    seed: int or ``[2]`` seed (stacked model: ``[M, 2]``, one per member); the
+      forward sample uses one split of it, layer ``l`` another.
+    states: one estimator state per layer (RELAX; ``make_layer_states``; stacked
+      for a stacked model), else None.
     share_upper_noise: one completion noise per upper layer for all of layer ``l``'s candidates.
 
   Returns:
@@ -169,12 +203,12 @@ def layerwise_encoder_grads(model, estimator, x, seed, states=None, share_upper_
   L = model.num_layers
   if est.has_state and (states is None or len(states) != L):
     raise ValueError(f"{est.name} needs one state per layer ({L}); build them with make_layer_states(model, ...)")
-  seeds = tf.random.experimental.stateless_split(as_seed(seed), L + 1)
+  seeds = members.split(as_seed(seed), L + 1)  # [L + 1, 2] or [L + 1, M, 2]
   bits, logits = model.sample_posterior(x, seeds[0])
   bits = [tf.stop_gradient(b) for b in bits]
   grads, outputs = [], []
   for l in range(L):
-    estimator_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(seeds[l + 1], 2))
+    estimator_seed, noise_seed = tf.unstack(members.split(seeds[l + 1], 2))
     state = states[l] if est.has_state else None
     relaxed_from = RELAXED_FROM.get(est.name)
     f_l = layer_objective(model, x, bits, logits, l, noise_seed, share_upper_noise, relaxed_from,
@@ -188,22 +222,27 @@ def layerwise_encoder_grads(model, estimator, x, seed, states=None, share_upper_
 def hierarchical_gradients(model, estimator, x, seed, states=None, share_upper_noise=False):
   """One estimate of every gradient of ``-mean ELBO`` at batch ``x``, without applying it.
 
-  Returns ``(loss, encoder_grads, decoder_grads)``: ``loss`` is -mean ELBO at the
-  forward sample; encoder gradients are the per-layer estimates backpropagated
-  into each layer's logits (``-grad_l / B``), summed over layers; decoder gradients
-  (decoder layers, then prior logits, as in ``Trainer.gradients``) are those of
-  ``loss`` with the encoder logits held fixed. With ``states`` the encoder
-  gradients stay differentiable with respect to the states (train them by the
-  gradient of the sum of squared encoder gradients, under an outer tape).
+  Returns ``(loss, encoder_grads, decoder_grads)``: ``loss`` is -mean ELBO over
+  the batch at the forward sample (a scalar; for a stacked model ``[M]``, one per
+  member); encoder gradients are the per-layer estimates backpropagated into each
+  layer's logits (``-grad_l / B``), summed over layers; decoder gradients (decoder
+  layers, then prior logits, as in ``Trainer.gradients``) are those of ``loss``
+  (of the sum of the members' losses when stacked) with the encoder logits held
+  fixed. Gradients have the variables' shapes, so stacked ones carry the member
+  axis first, and member ``m``'s slice depends on member ``m`` alone. With
+  ``states`` the encoder gradients stay differentiable with respect to the states
+  (train them by the gradient of the sum of squared encoder gradients, under an
+  outer tape). Arguments as for ``layerwise_encoder_grads``.
   """
-  batch_size = tf.cast(tf.shape(x)[0], tf.float32)
+  batch_size = tf.cast(tf.shape(x)[-2], tf.float32)
   encoder_vars = list(model.encoder_variables)
   decoder_vars = list(model.decoder_variables) + [model.prior_logits]
   with tf.GradientTape(persistent=True) as tape:
     est = layerwise_encoder_grads(model, estimator, x, seed, states, share_upper_noise)
-    loss = -tf.reduce_mean(model.elbo(x, est.bits, [tf.stop_gradient(a) for a in est.logits]))
+    loss = -tf.reduce_mean(model.elbo(x, est.bits, [tf.stop_gradient(a) for a in est.logits]), axis=-1)
+    total_loss = tf.reduce_sum(loss)  # members are independent: the sum's gradient is each member's own
   grads = est.grads if states is not None else [tf.stop_gradient(g) for g in est.grads]
   encoder_grads = tape.gradient(est.logits, encoder_vars, output_gradients=[-g / batch_size for g in grads])
-  decoder_grads = tape.gradient(loss, decoder_vars)
+  decoder_grads = tape.gradient(total_loss, decoder_vars)
   del tape
   return loss, encoder_grads, decoder_grads
