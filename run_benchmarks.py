@@ -67,6 +67,10 @@ flags.DEFINE_string("ray_address", None, "Ray cluster to use (e.g. auto, or HOST
 flags.DEFINE_float("ray_cpus_per_task", 1.0, "CPUs Ray reserves for each run (also its TF threads unless "
                    "--threads).", lower_bound=0.01)
 flags.DEFINE_float("ray_gpus_per_task", 0.0, "GPUs Ray reserves for each run.", lower_bound=0.0)
+flags.DEFINE_integer("stack", 5, "At most this many runs of one cell (same dataset, model, estimator and "
+                     "settings; different seeds) train together in one graph: same numbers per run as "
+                     "training them one by one, fewer, larger kernel calls (benchmarks/README.md). "
+                     "1 trains runs one at a time.", lower_bound=1)
 flags.DEFINE_integer("max_retries", 2, "Retries of a run whose worker process (or Ray node) died.",
                      lower_bound=0)
 
@@ -125,7 +129,7 @@ def main(argv):
   else:
     from training.sweep import run_sweep
     run_sweep(grid, sweep_dir, data_dir=FLAGS.data_dir, tensorboard=FLAGS.tensorboard,
-              retry_failed=FLAGS.retry_failed, executor=executor)
+              retry_failed=FLAGS.retry_failed, executor=executor, max_stack=FLAGS.stack)
   print(f"summary: {os.path.join(sweep_dir, 'summary.csv')}")
   toy = FLAGS.toy if FLAGS.toy != "auto" else {"quick": "quick", "reduced": "full"}.get(FLAGS.preset, "none")
   if toy != "none" and not FLAGS.rebuild_summary:

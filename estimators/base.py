@@ -14,7 +14,9 @@ estimating ``d/d logits E_{b ~ Bernoulli(sigmoid(logits))}[f(b)]``.
   the caller should stop gradients through it.
 * ``logits`` has shape ``[*batch, D]``; the estimate has the same shape, one
   value per example and bit (nothing is averaged over the batch).
-* ``seed`` is a ``[2]`` int32 seed for the stateless ``tf.random`` ops, so that an
+* ``seed`` is a ``[2]`` int32 seed for the stateless ``tf.random`` ops (or ``[M, 2]``
+  seeds when the first batch axis stacks ``M`` independent runs: each member then
+  draws exactly the noise a lone run with its seed would; ``models.members``), so that an
   estimate is a pure function of its inputs (reproducible and resumable; the
   same eagerly and in ``tf.function``; under XLA, TF 2.18 draws a different but
   equally valid and equally deterministic stream for the same seed).
@@ -33,6 +35,8 @@ import dataclasses
 from typing import Callable, NamedTuple, Optional
 
 import tensorflow as tf
+
+from models import members
 
 
 class EstimatorOutput(NamedTuple):
@@ -98,23 +102,27 @@ class Estimator:
 
 
 def as_seed(seed) -> tf.Tensor:
-  """Accepts an int or a [2] seed; returns a [2] int32 seed tensor."""
+  """Accepts an int, a [2] seed or [M, 2] per-member seeds; returns int32 seed(s)."""
   seed = tf.convert_to_tensor(seed)
   if seed.shape.rank == 0:
     return tf.stack([tf.cast(seed, tf.int32), tf.constant(0, tf.int32)])
-  if seed.shape.as_list() != [2]:
-    raise ValueError(f"seed must be an int or a [2] integer tensor, got shape {seed.shape}")
+  if seed.shape.rank not in (1, 2) or seed.shape[-1] != 2:
+    raise ValueError(f"seed must be an int, a [2] or a [members, 2] integer tensor, got shape {seed.shape}")
   return tf.cast(seed, tf.int32)
 
 
-def uniform_noise(shape, seed, dtype=tf.float32):
-  """U(0, 1) noise kept strictly inside (0, 1) so that log u and log(1-u) are finite."""
+def uniform_noise(shape, seed, dtype=tf.float32, member_axis=0):
+  """U(0, 1) noise kept strictly inside (0, 1) so that log u and log(1-u) are finite.
+
+  With ``[M, 2]`` per-member seeds (stacked runs, ``models.members``), axis
+  ``member_axis`` of ``shape`` indexes the members and each draws its own stream.
+  """
   tiny = 1e-6 if dtype == tf.float32 else 1e-12
-  return tf.random.stateless_uniform(shape, seed=seed, minval=tiny, maxval=1.0 - tiny, dtype=dtype)
+  return members.uniform(shape, seed, member_axis, minval=tiny, maxval=1.0 - tiny, dtype=dtype)
 
 
 def independent_samples(logits, seed, num_samples):
   """``num_samples`` independent draws ``b_k ~ Bernoulli(sigmoid(logits))``, stacked as ``[K, *batch, D]``."""
   shape = tf.concat([[num_samples], tf.shape(logits)], axis=0)
-  u = tf.random.stateless_uniform(shape, seed=seed, dtype=logits.dtype)
+  u = members.uniform(shape, seed, member_axis=1, dtype=logits.dtype)
   return tf.cast(u < tf.sigmoid(logits), logits.dtype)

@@ -41,7 +41,7 @@ def local_disarm(f, logits, seed, state=None, context=None, num_pairs=1, symmetr
   del state, context
   probs = tf.sigmoid(logits)
   shape = tf.concat([[num_pairs], tf.shape(logits)], axis=0)
-  u = uniform_noise(shape, seed, logits.dtype)
+  u = uniform_noise(shape, seed, logits.dtype, member_axis=1)
   b = tf.cast(u < probs, logits.dtype)                 # [m, *batch, D]
   b_tilde = tf.cast(u > 1.0 - probs, logits.dtype)
   f_all = f(tf.concat([b, b_tilde], axis=0))           # [2m, *batch]

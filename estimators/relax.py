@@ -30,6 +30,8 @@ import math
 import tensorflow as tf
 
 from estimators.base import Estimator, EstimatorOutput, uniform_noise
+from models import members
+from models.bernoulli_vae import Dense
 
 CONTROL_HIDDEN_UNITS = 137
 LEAKY_SLOPE = 0.3
@@ -37,25 +39,31 @@ INITIAL_TEMPERATURE = 0.1
 INITIAL_SCALE = 1.0
 
 
-def _glorot_uniform(shape, seed):
-  limit = math.sqrt(6.0 / (shape[0] + shape[1]))
-  return tf.random.stateless_uniform(shape, seed=seed, minval=-limit, maxval=limit)
-
-
 class RelaxState(tf.Module):
-  """RELAX's own trainable parameters: log temperature, scale, control network."""
+  """RELAX's own trainable parameters: log temperature, scale, control network.
+
+  ``seed`` is one ``(int, int)`` pair, or a list of them to stack ``M`` members
+  (one per stacked run, ``models.members``): then every parameter has a leading
+  member axis, shaped to broadcast against ``[S, M, batch, ...]`` tensors, and
+  member ``m`` starts exactly as an unstacked state with ``seed[m]``.
+  """
 
   def __init__(self, num_latents, context_dim=0, seed=(0, 0), name="relax_state"):
     super().__init__(name=name)
-    seeds = tf.random.experimental.stateless_split(tf.constant(seed, tf.int32), 2)
-    in_dim = context_dim + num_latents
+    stacked = isinstance(seed, list)
+    seed = tf.constant(seed, tf.int32)
+    self.num_members = int(seed.shape[0]) if stacked else None
+    hidden_seed, out_seed = tf.unstack(members.split(seed, 2))
     self.context_dim = context_dim
-    self.log_temperature = tf.Variable(math.log(INITIAL_TEMPERATURE), name="log_temperature")
-    self.scale = tf.Variable(INITIAL_SCALE, name="scale")
-    self.hidden_w = tf.Variable(_glorot_uniform([in_dim, CONTROL_HIDDEN_UNITS], seeds[0]), name="hidden_w")
-    self.hidden_b = tf.Variable(tf.zeros([CONTROL_HIDDEN_UNITS]), name="hidden_b")
-    self.out_w = tf.Variable(_glorot_uniform([CONTROL_HIDDEN_UNITS, 1], seeds[1]), name="out_w")
-    self.out_b = tf.Variable(tf.zeros([1]), name="out_b")
+    # Scalars for one run; [M, 1, 1] (temperature, against z [S, M, B, D]) and
+    # [M, 1] (scale, against f [S, M, B]) for stacked members.
+    temperature_shape = [] if self.num_members is None else [self.num_members, 1, 1]
+    scale_shape = [] if self.num_members is None else [self.num_members, 1]
+    self.log_temperature = tf.Variable(tf.fill(temperature_shape, math.log(INITIAL_TEMPERATURE)),
+                                       name="log_temperature")
+    self.scale = tf.Variable(tf.fill(scale_shape, INITIAL_SCALE), name="scale")
+    self.hidden = Dense(context_dim + num_latents, CONTROL_HIDDEN_UNITS, hidden_seed, name="hidden")
+    self.out = Dense(CONTROL_HIDDEN_UNITS, 1, out_seed, name="out")
 
   @property
   def temperature(self):
@@ -70,8 +78,8 @@ class RelaxState(tf.Module):
       inputs = tf.concat([context, z], axis=-1)
     else:
       inputs = z
-    hidden = tf.nn.leaky_relu(tf.matmul(inputs, self.hidden_w) + self.hidden_b, alpha=LEAKY_SLOPE)
-    return tf.squeeze(tf.matmul(hidden, self.out_w) + self.out_b, axis=-1)
+    hidden = tf.nn.leaky_relu(self.hidden(inputs), alpha=LEAKY_SLOPE)
+    return tf.squeeze(self.out(hidden), axis=-1)
 
 
 def make_state(num_latents, context_dim=0, seed=(0, 0)):
@@ -81,7 +89,7 @@ def make_state(num_latents, context_dim=0, seed=(0, 0)):
 def relax(f, logits, seed, state=None, context=None):
   if state is None:
     raise ValueError("relax needs its trainable state: pass state=ESTIMATORS['relax'].make_state(num_latents, context_dim)")
-  seed_u, seed_v = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+  seed_u, seed_v = tf.unstack(members.split(seed, 2))
   u = uniform_noise(tf.shape(logits), seed_u, logits.dtype)
   v = uniform_noise(tf.shape(logits), seed_v, logits.dtype)
   eps = 1e-6

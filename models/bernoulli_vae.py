@@ -18,6 +18,8 @@ import math
 
 import tensorflow as tf
 
+from models import members
+
 MODELS = ("linear", "nonlinear")
 NUM_LATENTS = 200
 HIDDEN_UNITS = 200
@@ -31,18 +33,65 @@ def bernoulli_log_prob(logits, values):
   return values * logits - tf.nn.softplus(logits)
 
 
+def stacked_matmul(x, w):
+  """Per-member products: x ``[..., M, B, n]`` times w ``[M, n, k]`` -> ``[..., M, B, k]``.
+
+  Extra leading sample dimensions are folded into each member's rows first, so
+  that every member does one large product and the weight gradient comes out
+  as ``[M, n, k]`` directly (a broadcasting batch matmul would materialise one
+  weight gradient per sample and then sum them).
+  """
+  rank = x.shape.rank
+  if rank == 3:
+    return tf.matmul(x, w)
+  lead = rank - 3
+  perm = [lead] + list(range(lead)) + [lead + 1, lead + 2]
+  moved = tf.transpose(x, perm)                                   # [M, ..., B, n]
+  moved_shape = tf.shape(moved)
+  flat = tf.reshape(moved, tf.stack([moved_shape[0], -1, moved_shape[-1]]))
+  product = tf.matmul(flat, w)                                    # [M, rows, k]
+  product = tf.reshape(product, tf.concat([moved_shape[:-1], tf.shape(w)[-1:]], axis=0))
+  inverse = [0] * rank
+  for i, p in enumerate(perm):
+    inverse[p] = i
+  return tf.transpose(product, inverse)
+
+
+def member_seeds(seed, salt):
+  """The ``[2]`` seed ``(seed, salt)``, or ``[M, 2]`` of them for a sequence of member seeds."""
+  if isinstance(seed, (list, tuple)):
+    return tf.constant([[int(s), salt] for s in seed], tf.int32)
+  return tf.constant([int(seed), salt], tf.int32)
+
+
 class Dense(tf.Module):
-  """A dense layer with Glorot-uniform weights (the Keras default) and zero bias."""
+  """A dense layer with Glorot-uniform weights (the Keras default) and zero bias.
+
+  ``seed`` is one ``[2]`` seed (weights ``[n, k]``) or ``[M, 2]`` seeds for ``M``
+  stacked members (weights ``[M, n, k]``, bias ``[M, 1, k]``; inputs then carry
+  the member axis just before the batch axis, ``[..., M, B, n]``). Member ``m``
+  is initialised exactly as an unstacked layer with seed ``seed[m]``.
+  """
 
   def __init__(self, in_dim, out_dim, seed, bias_init=None, name=None):
     super().__init__(name=name)
+    seed = tf.convert_to_tensor(seed)
     limit = math.sqrt(6.0 / (in_dim + out_dim))
-    self.w = tf.Variable(tf.random.stateless_uniform([in_dim, out_dim], seed, -limit, limit), name="w")
     bias = tf.zeros([out_dim]) if bias_init is None else tf.reshape(tf.constant(bias_init, tf.float32), [out_dim])
-    self.b = tf.Variable(bias, name="b")
+    init = lambda s: tf.random.stateless_uniform([in_dim, out_dim], s, -limit, limit)
+    if seed.shape.rank == 1:
+      self.num_members = None
+      self.w = tf.Variable(init(seed), name="w")
+      self.b = tf.Variable(bias, name="b")
+    else:
+      self.num_members = int(seed.shape[0])
+      self.w = tf.Variable(tf.stack([init(s) for s in tf.unstack(seed)]), name="w")
+      self.b = tf.Variable(tf.tile(bias[tf.newaxis, tf.newaxis], [self.num_members, 1, 1]), name="b")
 
   def __call__(self, x):
-    return tf.matmul(x, self.w) + self.b
+    if self.num_members is None:
+      return tf.matmul(x, self.w) + self.b
+    return stacked_matmul(x, self.w) + self.b
 
 
 class MLP(tf.Module):
@@ -50,7 +99,7 @@ class MLP(tf.Module):
 
   def __init__(self, sizes, seed, output_bias=None, name=None):
     super().__init__(name=name)
-    seeds = tf.random.experimental.stateless_split(seed, len(sizes) - 1)
+    seeds = members.split(seed, len(sizes) - 1)
     self.layers = []
     for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
       last = i == len(sizes) - 2
@@ -79,10 +128,12 @@ class BernoulliVAE(tf.Module):
     hidden = [] if model == "linear" else [hidden_units, hidden_units]
     clipped = tf.clip_by_value(mean_train, 0.001, 0.999)
     output_bias = tf.math.log(clipped) - tf.math.log1p(-clipped)
-    enc_seed, dec_seed = tf.unstack(tf.random.experimental.stateless_split(tf.constant([seed, 1], tf.int32), 2))
+    self.num_members = len(seed) if isinstance(seed, (list, tuple)) else None
+    enc_seed, dec_seed = tf.unstack(members.split(member_seeds(seed, 1), 2))
     self.encoder = MLP([num_pixels] + hidden + [num_latents], enc_seed, name="encoder")
     self.decoder = MLP([num_latents] + hidden + [num_pixels], dec_seed, output_bias=output_bias, name="decoder")
-    self.prior_logits = tf.Variable(tf.zeros([num_latents]), name="prior_logits")
+    prior_shape = [num_latents] if self.num_members is None else [self.num_members, 1, num_latents]
+    self.prior_logits = tf.Variable(tf.zeros(prior_shape), name="prior_logits")
 
   @property
   def encoder_variables(self):
@@ -110,9 +161,12 @@ class BernoulliVAE(tf.Module):
     return log_likelihood + log_prior - log_posterior
 
   def multisample_bound(self, x, num_samples, seed):
-    """``log mean_{k<=K} exp ELBO(x, b_k)``, b_k ~ q(b|x) independent: x [batch, P] -> [batch]."""
+    """``log mean_{k<=K} exp ELBO(x, b_k)``, b_k ~ q(b|x) independent: x [batch, P] -> [batch].
+
+    Stacked: x ``[M, batch, P]`` and ``[M, 2]`` seeds (one stream per member) -> ``[M, batch]``.
+    """
     logits = self.encoder_logits(x)
-    u = tf.random.stateless_uniform(tf.concat([[num_samples], tf.shape(logits)], 0), seed)
+    u = members.uniform(tf.concat([[num_samples], tf.shape(logits)], 0), seed, member_axis=1)
     b = tf.cast(u < tf.sigmoid(logits), tf.float32)
     elbos = self.elbo(x, b, logits)
     return tf.reduce_logsumexp(elbos, axis=0) - math.log(num_samples)

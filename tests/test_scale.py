@@ -77,11 +77,10 @@ def metric_steps(run_dir):
 def checkpoint_step(run_dir):
   """The step of the checkpoint a resume would restore (None if there is none)."""
   try:
-    text = (Path(run_dir) / "checkpoint" / "checkpoint").read_text()
-  except FileNotFoundError:
+    with np.load(Path(run_dir) / "checkpoint" / "state.npz") as state:
+      return int(state["step"])
+  except (FileNotFoundError, OSError, ValueError, KeyError):  # absent, or mid-rename
     return None
-  match = re.search(r'^model_checkpoint_path: "ckpt-(\d+)"', text, re.M)
-  return int(match.group(1)) if match else None
 
 
 def temp_files(root):

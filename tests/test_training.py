@@ -53,12 +53,12 @@ def replicate_gradients(trainer, x, num_replicates, copies, seed):
   Tiling the batch makes the batch-mean gradient an average of independent estimates
   (every example draws its own noise), so one call gives a Monte Carlo mean.
   """
-  tiled = tf.tile(x, [copies, 1])
+  tiled = tf.tile(x, [copies, 1])[tf.newaxis]  # a stack of one member: [1, B * copies, P]
   fn = tf.function(trainer.gradients)
   reps = []
   for r in range(num_replicates):
-    _, enc, dec, _ = fn(tiled, tf.constant([seed, r], tf.int32))
-    reps.append([g.numpy().astype(np.float64) for g in enc + dec])
+    _, enc, dec, _ = fn(tiled, tf.constant([[seed, r]], tf.int32))
+    reps.append([g.numpy().astype(np.float64)[0] for g in enc + dec])
   return reps
 
 
@@ -90,11 +90,15 @@ MULTI_SAMPLE = ["vimco_2", "vimco_3", "local_disarm_1", "local_disarm_2", "local
 def test_training_gradients_match_exact_expected_objective_gradient(estimator, model_kind):
   splits = fake_splits()
   config = RunConfig("fake", model_kind, estimator, seed=3, num_steps=1, batch_size=2)
+  # The trainer holds a stack of one member; the exact gradients come from the same
+  # model unstacked (same seed: the same initial parameters).
   model = BernoulliVAE(model_kind, splits.mean_train, seed=3, num_latents=NUM_LATENTS, hidden_units=4)
-  trainer = Trainer(config, splits, model=model)
+  stacked = BernoulliVAE(model_kind, splits.mean_train, seed=[3], num_latents=NUM_LATENTS, hidden_units=4)
+  trainer = Trainer(config, splits, model=stacked)
   x = tf.constant([[1, 0, 1, 1, 0, 0], [0, 1, 1, 0, 1, 0]], tf.float32)
   exact = exact_gradients(model, x, trainer.estimator.objective_samples)
   reps = replicate_gradients(trainer, x, num_replicates=24, copies=4000, seed=11)
+  reps = [[g.reshape(e.shape) for g, e in zip(rep, exact)] for rep in reps]
   assert max_abs_z(reps, exact) < Z_BOUND
   # The same check rejects a gradient of the wrong sign: it has power here.
   assert max_abs_z(reps, [-g for g in exact]) > 4 * Z_BOUND
@@ -103,10 +107,10 @@ def test_training_gradients_match_exact_expected_objective_gradient(estimator, m
 def test_relax_state_gradients_flow():
   splits = fake_splits()
   config = RunConfig("fake", "linear", "relax", seed=0, num_steps=1, batch_size=4)
-  model = BernoulliVAE("linear", splits.mean_train, seed=0, num_latents=NUM_LATENTS)
+  model = BernoulliVAE("linear", splits.mean_train, seed=[0], num_latents=NUM_LATENTS)
   trainer = Trainer(config, splits, model=model)
-  x = tf.constant(splits.train[:4] > 0.5, tf.float32)
-  _, _, _, state_grads = trainer.gradients(x, tf.constant([0, 1], tf.int32))
+  x = tf.constant(splits.train[:4] > 0.5, tf.float32)[tf.newaxis]
+  _, _, _, state_grads = trainer.gradients(x, tf.constant([[0, 1]], tf.int32))
   assert len(state_grads) == len(trainer.estimator_state.trainable_variables)
   assert all(g is not None and np.all(np.isfinite(g.numpy())) for g in state_grads)
   assert any(float(tf.reduce_max(tf.abs(g))) > 0 for g in state_grads)
@@ -128,8 +132,7 @@ def fake_data(monkeypatch):
 
 def final_params(run_dir, config, splits):
   trainer = Trainer(config, splits)
-  manager = tf.train.CheckpointManager(trainer.checkpoint(), os.path.join(run_dir, "checkpoint"), 1)
-  manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+  trainer.load_member_state(0, runner.load_checkpoint(run_dir))
   return [v.numpy() for v in trainer.model.trainable_variables], int(trainer.step.numpy())
 
 
@@ -233,7 +236,7 @@ def test_gradient_variance_is_bias_corrected_ema_variance(fake_data):
   trainer = Trainer(small_config(), fake_data)
   decay = trainer.config.grad_ema_decay
   rng = np.random.default_rng(0)
-  draws = rng.normal(1.0, 2.0, size=(300,) + tuple(trainer.grad_mean_ema[0].shape)).astype(np.float32)
+  draws = rng.normal(1.0, 2.0, size=(300,) + tuple(trainer.grad_mean_ema[0].shape)).astype(np.float32)  # [1, ...]: one member
   mean = np.zeros(draws.shape[1:]); sq = np.zeros(draws.shape[1:])
   for g in draws:
     mean = decay * mean + (1 - decay) * g
@@ -245,6 +248,6 @@ def test_gradient_variance_is_bias_corrected_ema_variance(fake_data):
   c = 1 - decay ** 300
   expected_first = np.sum(sq / c - (mean / c) ** 2)
   total_params = sum(int(np.prod(v.shape)) for v in trainer.grad_mean_ema)
-  assert trainer.gradient_variance() == pytest.approx(expected_first / total_params, rel=1e-4)
+  assert trainer.gradient_variance()[0] == pytest.approx(expected_first / total_params, rel=1e-4)
   # Bias-corrected EMAs over 300 draws of N(1, 4): the per-parameter variance is near 4.
   assert expected_first / draws[0].size == pytest.approx(4.0, rel=0.1)

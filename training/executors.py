@@ -1,18 +1,20 @@
 """Where the runs of a sweep execute: in this process, in N local worker processes, or on Ray.
 
 Every executor runs the same unit of work, ``execute(task, report)``: take the
-run's lock, train (or resume, or skip) it with ``training.runner.train_run``,
-release the lock, and return a plain-dict result. Whatever the executor, results
+locks of the task's runs (one run, or a stack of runs differing only in their
+seed), train (or resume, or skip) them in one graph with
+``training.runner.train_stack``, release the locks, and return one plain-dict
+result per run. Whatever the executor, results
 land in the run folders exactly the same way, and the driver (``training.sweep``)
 sees the same stream of events (``report``) and results.
 
 * ``InProcessExecutor`` (``--executor=local --workers=1``): one run after another in
   the driver's own process.
 * ``LocalExecutor`` (``--executor=local --workers=N``): N worker processes on this
-  machine, each running one run at a time with ``threads`` TensorFlow threads. A
-  worker that dies (killed, out of memory) is replaced and its run retried, up to
+  machine, each running one task at a time with ``threads`` TensorFlow threads. A
+  worker that dies (killed, out of memory) is replaced and its task retried, up to
   ``max_retries`` times; workers die with the driver.
-* ``RayExecutor`` (``--executor=ray``): one Ray task per run on a Ray cluster
+* ``RayExecutor`` (``--executor=ray``): one Ray task per task on a Ray cluster
   (``address``; default: a local instance), with per-task CPU/GPU resources and
   Ray's own retries of tasks whose worker or node died. Multi-machine model: the
   repository, the data and the results directory are on a filesystem shared by
@@ -41,16 +43,28 @@ FATAL_KINDS = ("data", "io", "config", "lock")
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-  """One run to bring to an end: what ``execute`` needs, all picklable."""
-  config: object           # training.config.RunConfig
-  run_dir: str             # absolute
+  """Runs to bring to an end together, all picklable: one run, or a stack of runs
+  that differ only in their seed (trained in one graph, ``training.runner.train_stack``)."""
+  configs: tuple           # of training.config.RunConfig
+  run_dirs: tuple          # absolute, one per config
   data_dir: Optional[str] = None
   tensorboard: bool = False
   retry_failed: bool = False
 
   @property
+  def run_ids(self):
+    return [c.run_id for c in self.configs]
+
+  @property
   def run_id(self):
-    return self.config.run_id
+    """A name for messages: the run, or the stack's first run and how many more."""
+    more = len(self.configs) - 1
+    return self.configs[0].run_id + (f" (+{more} stacked)" if more else "")
+
+  def errors(self, message):
+    """One crash result per run of the task."""
+    return [dict(run_id=run_id, outcome="error", status="", reason="", error_kind="crash", message=message)
+            for run_id in self.run_ids]
 
 
 # ------------------------------------------------------------------------- the unit of work
@@ -92,49 +106,66 @@ def describe_error(error, run_dir=""):
 
 
 def execute(task, report=None):
-  """Trains ``task``'s run under its lock; returns a result dict (never raises an Exception).
+  """Trains ``task``'s runs under their locks; returns one result dict per run (never raises an Exception).
 
   ``report(event)`` receives dicts: ``{"kind": "log", "text"}`` and
   ``{"kind": "progress", "run_id", "step", "num_steps", "steps_per_sec"}``.
   Result keys: ``run_id``; ``outcome`` in ``trained`` (this call trained it),
   ``finished`` (it was already done or failed), ``locked`` (a live process holds
   it), ``error``; ``status``/``reason`` of the run; for errors ``error_kind``
-  (one of FATAL_KINDS or ``crash``) and ``message``.
+  (one of FATAL_KINDS or ``crash``) and ``message``. Runs of a stack that are
+  locked elsewhere or already finished are left out of the stack; the others
+  are trained together.
   """
   from training import results_io
-  from training.runner import RunLock, train_run
+  from training.runner import RunLock, train_stack
   report = report or (lambda event: None)
-  config = task.config
-  result = dict(run_id=config.run_id, outcome="error", status="", reason="")
-  lock = None
+  results = {c.run_id: dict(run_id=c.run_id, outcome="error", status="", reason="") for c in task.configs}
+  locks = []
+  to_train = []
+  current = task.run_dirs[0]
   try:
-    os.makedirs(task.run_dir, exist_ok=True)
-    lock = RunLock(task.run_dir)
-    if not lock.acquire():
-      holder = lock.holder()
-      lock = None
-      return dict(result, outcome="locked", reason=f"locked by a live process{' (' + holder + ')' if holder else ''}")
-    status, reason = results_io.run_status(task.run_dir)
-    if status == "failed" and task.retry_failed:
-      os.unlink(os.path.join(task.run_dir, "FAILED.json"))
-      report(dict(kind="log", text=f"{config.run_id}: retrying after a numerical failure ({reason})"))
-      status = "running"
-    if status in ("done", "failed"):
-      return dict(result, outcome="finished", status=status, reason=reason)
+    for config, run_dir in zip(task.configs, task.run_dirs):
+      current = run_dir
+      os.makedirs(run_dir, exist_ok=True)
+      lock = RunLock(run_dir)
+      if not lock.acquire():
+        holder = lock.holder()
+        results[config.run_id].update(
+            outcome="locked", reason=f"locked by a live process{' (' + holder + ')' if holder else ''}")
+        continue
+      locks.append(lock)
+      status, reason = results_io.run_status(run_dir)
+      if status == "failed" and task.retry_failed:
+        os.unlink(os.path.join(run_dir, "FAILED.json"))
+        report(dict(kind="log", text=f"{config.run_id}: retrying after a numerical failure ({reason})"))
+        status = "running"
+      if status in ("done", "failed"):
+        results[config.run_id].update(outcome="finished", status=status, reason=reason)
+        continue
+      to_train.append((config, run_dir))
 
     def progress(cfg, step, steps_per_sec):
       report(dict(kind="progress", run_id=cfg.run_id, step=int(step), num_steps=cfg.num_steps,
                   steps_per_sec=float(steps_per_sec)))
 
-    summary = train_run(config, task.run_dir, data_dir=task.data_dir, tensorboard=task.tensorboard,
-                        progress=progress, log=lambda text: report(dict(kind="log", text=text)))
-    return dict(result, outcome="trained", status=summary["status"], reason=summary.get("reason") or "")
+    if to_train:
+      current = to_train[0][1]
+      summaries = train_stack([c for c, _ in to_train], [d for _, d in to_train], data_dir=task.data_dir,
+                              tensorboard=task.tensorboard, progress=progress,
+                              log=lambda text: report(dict(kind="log", text=text)))
+      for (config, _), summary in zip(to_train, summaries):
+        results[config.run_id].update(outcome="trained", status=summary["status"],
+                                      reason=summary.get("reason") or "")
   except Exception as e:  # noqa: BLE001 - every failure becomes a result the driver can act on
-    kind, message = describe_error(e, task.run_dir)
-    return dict(result, error_kind=kind, message=message)
+    kind, message = describe_error(e, current)
+    for config, _ in to_train or list(zip(task.configs, task.run_dirs)):
+      if results[config.run_id]["outcome"] == "error":
+        results[config.run_id].update(error_kind=kind, message=message)
   finally:
-    if lock is not None:
+    for lock in locks:
       lock.release()
+  return [results[run_id] for run_id in task.run_ids]
 
 
 _threads_set = None
@@ -173,7 +204,7 @@ class InProcessExecutor:
   def run(self, tasks, on_event):
     configure_threads(self.threads)
     for task in tasks:
-      yield execute(task, on_event)
+      yield from execute(task, on_event)
 
   def stop(self):
     pass
@@ -248,7 +279,7 @@ class LocalExecutor:
           else:
             _, w, task_id, result = message
             busy.pop(w, None)
-            yield result
+            yield from result
         for w, task_id in list(busy.items()):
           process = self._processes[w]
           if process.is_alive():
@@ -259,7 +290,7 @@ class LocalExecutor:
               on_event(message[2])
             else:
               busy.pop(message[1], None)
-              yield message[3]
+              yield from message[3]
           if busy.get(w) != task_id:
             continue
           del busy[w]
@@ -269,9 +300,8 @@ class LocalExecutor:
                           f"{process.exitcode}); retrying the run ({attempts[task_id]}/{self.max_retries})"))
             todo.append(task_id)
           else:
-            yield dict(run_id=task.run_id, outcome="error", status="", reason="", error_kind="crash",
-                       message=f"the worker process training {task.run_id} died (exit code "
-                               f"{process.exitcode}) {attempts[task_id]} times; rerun to resume it")
+            yield from task.errors(f"the worker process training {task.run_id} died (exit code "
+                                   f"{process.exitcode}) {attempts[task_id]} times; rerun to resume it")
           self._inboxes[w] = self._ctx.Queue()
           self._start_worker(w)
     finally:
@@ -358,12 +388,11 @@ class RayExecutor:
           try:
             result = ray.get(ref)
           except Exception as e:  # noqa: BLE001 - the worker or node died max_retries + 1 times
-            result = dict(run_id=task.run_id, outcome="error", status="", reason="", error_kind="crash",
-                          message=f"Ray task for {task.run_id} failed after {self.max_retries} retries: "
-                                  f"{type(e).__name__}: {str(e)[:2000]}")
+            result = task.errors(f"Ray task for {task.run_id} failed after {self.max_retries} retries: "
+                                 f"{type(e).__name__}: {str(e)[:2000]}")
           for event in self._drain(events):
             on_event(event)
-          yield result
+          yield from result
     finally:
       self.stop()
       ray.shutdown()

@@ -23,11 +23,18 @@ class Adam(tf.Module):
 
   def apply(self, grads):
     t = tf.cast(self.iterations.assign_add(1), tf.float32)
-    step_size = self.learning_rate * tf.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
+    # TensorFlow's fused Adam kernel: one pass over (var, m, v, grad) per variable
+    # instead of a dozen elementwise kernels, each streaming the whole tensor
+    # through memory (benchmarks/README.md). Same update as written out:
+    #   m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
+    #   var <- var - lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps).
+    beta1_power, beta2_power = self.beta1 ** t, self.beta2 ** t
     for var, g, m, v in zip(self.variables_to_train, grads, self.m, self.v):
-      m.assign(self.beta1 * m + (1.0 - self.beta1) * g)
-      v.assign(self.beta2 * v + (1.0 - self.beta2) * tf.square(g))
-      var.assign_sub(step_size * m / (tf.sqrt(v) + self.epsilon))
+      tf.raw_ops.ResourceApplyAdam(
+          var=var.handle, m=m.handle, v=v.handle, beta1_power=beta1_power, beta2_power=beta2_power,
+          lr=tf.constant(self.learning_rate, tf.float32), beta1=tf.constant(self.beta1, tf.float32),
+          beta2=tf.constant(self.beta2, tf.float32), epsilon=tf.constant(self.epsilon, tf.float32),
+          grad=g, use_locking=False)
 
 
 class SGD(tf.Module):

@@ -1,7 +1,9 @@
 """Sweeps: a grid of datasets x models x estimators x seeds, run by an executor.
 
 Runs are ordered seed-major (every cell's seed 0, then every cell's seed 1, ...)
-so that a sweep stopped early still covers every cell. Finished runs are
+so that a sweep stopped early still covers every cell; with stacking
+(``max_stack`` > 1) up to that many seeds of one cell train together in one
+graph, and the stacks follow the same round-robin order. Finished runs are
 skipped, interrupted ones resume from their checkpoint, and a run locked by a
 live process (another driver on the same sweep) is left to it. The executor
 (``training.executors``) decides where runs train: in this process, in local
@@ -143,11 +145,32 @@ class Progress:
                 f"| sweep ETA {format_duration(eta)}")
 
 
+def stack_runs(pending, max_stack):
+  """Groups ``(config, run_dir)`` pairs into stacks of at most ``max_stack`` runs of one cell.
+
+  A cell is everything but the seed. Stacks are ordered round-robin over cells
+  (every cell's first stack, then every cell's second, ...), so with
+  ``max_stack = 1`` the order is the seed-major order of ``pending`` itself.
+  """
+  if not isinstance(max_stack, int) or max_stack < 1:
+    raise ValueError(f"the stack size cap must be a positive integer, got {max_stack!r}")
+  cells = {}
+  for config, run_dir in pending:
+    cells.setdefault(dataclasses.replace(config, seed=0), []).append((config, run_dir))
+  chunked = [[runs[i:i + max_stack] for i in range(0, len(runs), max_stack)] for runs in cells.values()]
+  stacks = []
+  for round_index in range(max((len(c) for c in chunked), default=0)):
+    stacks += [c[round_index] for c in chunked if round_index < len(c)]
+  return stacks
+
+
 def run_sweep(grid, sweep_dir, data_dir=None, tensorboard=False, retry_failed=False, stream=None,
-              executor=None):
+              executor=None, max_stack=1):
   """Runs every config of ``grid`` under ``sweep_dir``; returns the summary DataFrame.
 
   ``executor``: from ``training.executors.make_executor`` (default: this process).
+  ``max_stack``: at most this many runs of one cell (differing in their seed) are
+  trained together in one graph (``training.runner.train_stack``).
   Raises ``SweepError`` when a run hits a problem every run would hit (data, disk,
   a mismatched configuration: the sweep stops) or when runs crashed (the others
   finish first).
@@ -161,16 +184,19 @@ def run_sweep(grid, sweep_dir, data_dir=None, tensorboard=False, retry_failed=Fa
   configs = list(grid.configs())
   by_id = {c.run_id: c for c in configs}
   progress = Progress(len(configs), sum(c.num_steps for c in configs), stream or sys.stdout)
-  tasks = []
+  pending = []
   for config in configs:
     run_dir = os.path.join(sweep_dir, "runs", config.run_id)
     status, _ = results_io.run_status(run_dir)
     if status == "done" or (status == "failed" and not retry_failed):
       progress.skip(config, f"already {status}" + ("" if status == "done" else " (--retry_failed retries it)"))
       continue
-    tasks.append(Task(config, run_dir, data_dir=data_dir, tensorboard=tensorboard, retry_failed=retry_failed))
+    pending.append((config, run_dir))
+  tasks = [Task(tuple(c for c, _ in stack), tuple(d for _, d in stack), data_dir=data_dir,
+                tensorboard=tensorboard, retry_failed=retry_failed) for stack in stack_runs(pending, max_stack)]
   if tasks:
-    progress._print(f"{len(tasks)} run(s) to train or resume, {executor.description}")
+    stacked = f" in {len(tasks)} stack(s) of up to {max_stack}" if max_stack > 1 else ""
+    progress._print(f"{len(pending)} run(s) to train or resume{stacked}, {executor.description}")
   crashes = []
   results = executor.run(tasks, progress.event)
   try:
