@@ -20,27 +20,45 @@ class RunConfig:
   decoder_lr: float = 1e-4
   prior_lr: float = 1e-2
   grad_ema_decay: float = 0.999
+  # Hierarchical models only: the two completions of a layer's pair share the
+  # uniform noise of the layers above (training.layerwise).
+  share_upper_noise: bool = False
+  # Estimators whose encoder-gradient variance is measured at this run's parameters at
+  # every evaluation (the run is trained by ``estimator`` alone): the fair variance
+  # comparison, logged as basket_var_<name> columns.
+  basket: tuple = ()
+  basket_draws: int = 20          # independent gradient estimates per basket measurement
 
   @property
   def run_id(self) -> str:
-    return f"{self.dataset}-{self.model}-{self.estimator}-seed{self.seed}"
+    shared = "-shared" if self.share_upper_noise else ""
+    return f"{self.dataset}-{self.model}-{self.estimator}{shared}-seed{self.seed}"
 
   def to_dict(self):
     d = dataclasses.asdict(self)
+    d["basket"] = list(self.basket)
     d["run_id"] = self.run_id
     return d
 
   @classmethod
   def from_dict(cls, d):
     fields = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in d.items() if k in fields})
+    values = {k: v for k, v in d.items() if k in fields}
+    if "basket" in values:
+      values["basket"] = tuple(values["basket"])
+    return cls(**values)
+
+  @classmethod
+  def defaults(cls):
+    """Field defaults: what a config.json written before a field existed means by its absence."""
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
 
   def to_json(self):
     return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
   def validate(self):
     """Rejects impossible numbers before anything starts."""
-    for name in ("num_steps", "batch_size", "eval_every", "bound_every", "num_bound_samples"):
+    for name in ("num_steps", "batch_size", "eval_every", "bound_every", "num_bound_samples", "basket_draws"):
       value = getattr(self, name)
       if not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -52,3 +70,16 @@ class RunConfig:
     for name in ("encoder_lr", "decoder_lr", "prior_lr"):
       if not getattr(self, name) > 0:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    if self.basket:
+      if self.basket_draws < 2:
+        raise ValueError(f"basket_draws must be at least 2 (a variance needs two draws), got {self.basket_draws}")
+      from estimators import get_estimator
+      if get_estimator(self.estimator).multi_sample:
+        raise ValueError(f"a variance basket compares single-sample estimators of the ELBO gradient; "
+                         f"{self.estimator} trains a multi-sample bound. Drop --basket for it.")
+      for name in self.basket:
+        other = get_estimator(name)  # raises for unknown names, listing the valid ones
+        if other.multi_sample or (other.has_state and name != self.estimator):
+          raise ValueError(f"basket estimator {name!r} cannot be measured at another estimator's parameters: "
+                           "the basket takes stateless single-sample estimators (reinforce_loo, arm, "
+                           "disarm, reinforce_loo_<K>), plus the run's own estimator")

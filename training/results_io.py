@@ -28,6 +28,7 @@ import os
 import tempfile
 import time
 
+import numpy as np
 import pandas as pd
 
 METRIC_COLUMNS = ("step", "wall_time_s", "steps_per_sec", "train_elbo", "valid_bound_100",
@@ -35,6 +36,15 @@ METRIC_COLUMNS = ("step", "wall_time_s", "steps_per_sec", "train_elbo", "valid_b
                   "valid_bound_k", "test_bound_k")
 # Columns added after the first release: files without them read as NaN.
 OPTIONAL_METRIC_COLUMNS = ("valid_bound_k", "test_bound_k")
+# Runs with a variance basket (RunConfig.basket) add one column per measured
+# estimator after METRIC_COLUMNS: the gradient variance of that estimator at the
+# run's parameters (training.trainer.Trainer.basket_variances).
+BASKET_PREFIX = "basket_var_"
+
+
+def metric_columns(names):
+  """METRIC_COLUMNS, then the basket columns among ``names`` in their order."""
+  return list(METRIC_COLUMNS) + [n for n in names if str(n).startswith(BASKET_PREFIX)]
 
 SUMMARY_COLUMNS = ("run_id", "dataset", "model", "estimator", "seed", "num_steps", "status", "reason",
                    "final_step", "final_train_elbo", "best_train_elbo", "final_valid_bound_100",
@@ -49,6 +59,22 @@ def atomic_write_text(path, text):
   try:
     with os.fdopen(fd, "w") as f:
       f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def atomic_write_npz(path, arrays):
+  """Writes ``{name: array}`` as an .npz file, atomically (temporary file, fsync, rename)."""
+  directory = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+  try:
+    with os.fdopen(fd, "wb") as f:
+      np.savez(f, **arrays)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -93,19 +119,26 @@ def read_metrics(path):
 
 
 def write_metrics(path, frame):
-  atomic_write_text(path, frame.to_csv(index=False, columns=list(METRIC_COLUMNS)))
+  atomic_write_text(path, frame.to_csv(index=False, columns=metric_columns(frame.columns)))
 
 
 def append_metrics_row(path, row):
   """Appends one evaluation, durably (header written if the file is new)."""
   buffer = io.StringIO()
-  writer = csv.DictWriter(buffer, fieldnames=list(METRIC_COLUMNS), lineterminator="\n")
+  columns = metric_columns(row)
+  writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
   if not os.path.exists(path) or os.path.getsize(path) == 0:
     writer.writeheader()
-  elif not complete_lines(path, whole=True).endswith("\n"):
-    # A torn line left by a kill mid-append: cut it off before adding a new one.
-    atomic_write_text(path, complete_lines(path))
-  writer.writerow({k: _fmt(row.get(k, math.nan)) for k in METRIC_COLUMNS})
+  else:
+    if not complete_lines(path, whole=True).endswith("\n"):
+      # A torn line left by a kill mid-append: cut it off before adding a new one.
+      atomic_write_text(path, complete_lines(path))
+    with open(path) as f:
+      header = f.readline().rstrip("\n").split(",")
+    if header != columns:  # a header written before this row's extra columns were known
+      frame = read_metrics(path).reindex(columns=columns)
+      atomic_write_text(path, frame.to_csv(index=False, columns=columns))
+  writer.writerow({k: _fmt(row.get(k, math.nan)) for k in columns})
   data = buffer.getvalue().encode()
   fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
   try:
