@@ -20,12 +20,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("preset", "quick", ["quick", "reduced", "paper", "multisample", "none"],
+flags.DEFINE_enum("preset", "quick", ["quick", "reduced", "paper", "multisample", "hierarchical", "none"],
                   "Named grid: quick (minutes on 2 CPU cores), reduced (the committed ~2 h sweep), "
                   "paper (the paper's single-layer grid, 5 seeds, 10^6 steps), multisample (VIMCO with "
-                  "2m samples against local DisARM with m pairs, m in 1, 5, 10), none (flags only).")
+                  "2m samples against local DisARM with m pairs, m in 1, 5, 10), hierarchical (2-4 "
+                  "stochastic layers, per-layer estimators), none (flags only).")
 flags.DEFINE_list("datasets", None, "Datasets: mnist, fashion_mnist, omniglot. Overrides the preset.")
-flags.DEFINE_list("models", None, "Models: linear, nonlinear. Overrides the preset.")
+flags.DEFINE_list("models", None, "Models: linear, nonlinear, linear_2layer, linear_3layer, linear_4layer. "
+                  "Overrides the preset.")
+flags.DEFINE_list("basket", None, "Variance basket: estimators whose encoder-gradient variance is measured at "
+                  "every evaluation at the run's own parameters (basket_var_<name> columns), e.g. "
+                  "reinforce_loo,arm,disarm. Single-layer models, single-sample estimators.")
+flags.DEFINE_integer("basket_draws", None, "Independent estimates per basket measurement (default 20).")
+flags.DEFINE_bool("share_upper_noise", None, "Hierarchical models: the two completions of a layer's pair share "
+                  "the uniform noise of the layers above.")
 flags.DEFINE_list("estimators", None, "Estimators by registry name: reinforce_loo, arm, disarm, relax; "
                   "vimco_<K>, local_disarm_<m>, local_disarm_sym_<m> for the multi-sample bounds; "
                   "reinforce_loo_<K>. Overrides the preset.")
@@ -94,7 +102,10 @@ def build_grid():
       overrides["seeds"] = tuple(int(s) for s in FLAGS.seeds)
     except ValueError:
       raise app.UsageError(f"--seeds must be integers separated by commas, got {','.join(FLAGS.seeds)}")
-  for name in ("num_steps", "eval_every", "bound_every", "batch_size", "num_bound_samples"):
+  if FLAGS.basket is not None:
+    overrides["basket"] = tuple(v.strip() for v in FLAGS.basket if v.strip())
+  for name in ("num_steps", "eval_every", "bound_every", "batch_size", "num_bound_samples", "basket_draws",
+               "share_upper_noise"):
     if FLAGS[name].value is not None:
       overrides[name] = FLAGS[name].value
   if "eval_every" in overrides and "bound_every" not in overrides and base.bound_every % overrides["eval_every"]:

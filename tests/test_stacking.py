@@ -87,3 +87,15 @@ def test_only_seed_may_differ_within_a_stack():
     check_stackable([config("disarm", 0), config("disarm", 1, batch_size=20)])
   with pytest.raises(ValueError, match="distinct seeds"):
     check_stackable([config("disarm", 0), config("disarm", 0)])
+
+
+def test_stacked_hierarchical_members_equal_lone_runs():
+  """The same for a 2-layer model trained by per-layer RELAX with shared upper noise (60 steps)."""
+  splits = fake_splits()
+  cfg = lambda seed: config("relax", seed, "linear_2layer", share_upper_noise=True)
+  stacked = Trainer([cfg(s) for s in SEEDS[:2]], splits)
+  stacked.train(60)
+  for m, seed in enumerate(SEEDS[:2]):
+    alone = Trainer(cfg(seed), splits)
+    alone.train(60)
+    assert_same_run(stacked.member_state(m), alone.member_state(0))

@@ -70,6 +70,17 @@ class RunConfig:
     for name in ("encoder_lr", "decoder_lr", "prior_lr"):
       if not getattr(self, name) > 0:
         raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+    from models import num_stochastic_layers
+    if num_stochastic_layers(self.model) > 1:
+      from estimators import get_estimator
+      if get_estimator(self.estimator).multi_sample:
+        raise ValueError(f"hierarchical model {self.model} trains with per-layer single-sample estimators "
+                         f"(reinforce_loo, arm, disarm, relax); {self.estimator} is a multi-sample estimator")
+      if self.basket:
+        raise ValueError("the variance basket measures single-layer models; drop --basket for "
+                         f"{self.model}")
+    elif self.share_upper_noise:
+      raise ValueError(f"share_upper_noise applies to hierarchical models only, not {self.model}")
     if self.basket:
       if self.basket_draws < 2:
         raise ValueError(f"basket_draws must be at least 2 (a variance needs two draws), got {self.basket_draws}")

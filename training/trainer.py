@@ -30,7 +30,8 @@ import tensorflow as tf
 
 from datasets import binarize
 from estimators import get_estimator
-from models import BernoulliVAE, members
+from models import build_model, members
+from training import layerwise
 from training.optim import SGD, Adam
 
 # Images per chunk in evaluation, per member: big enough to keep the matrix units
@@ -72,7 +73,9 @@ class Trainer(tf.Module):
     self.seeds = [c.seed for c in configs]
     self.num_members = len(configs)
     self.estimator = get_estimator(config.estimator)
-    self.model = model or BernoulliVAE(config.model, splits.mean_train, seed=list(self.seeds))
+    self.model = model or build_model(config.model, splits.mean_train, seed=list(self.seeds))
+    # Hierarchical models train with per-layer estimators (training/layerwise.py).
+    self.hierarchical = getattr(self.model, "num_layers", 1) > 1
     if getattr(self.model, "num_members", None) != self.num_members:
       raise ValueError(f"the model must be stacked for {self.num_members} member(s) "
                        f"(built with seed=<list of {self.num_members} seeds>)")
@@ -92,8 +95,13 @@ class Trainer(tf.Module):
     self.decoder_optimizer = Adam(self.model.decoder_variables, config.decoder_lr, name="decoder_adam")
     self.prior_optimizer = SGD([self.model.prior_logits], config.prior_lr, name="prior_sgd")
     if self.estimator.has_state:
-      self.estimator_state = self.estimator.make_state(
-          self.model.num_latents, self.model.num_pixels, seed=[(s, 2) for s in self.seeds])
+      if self.hierarchical:  # one state (RELAX: control network, temperature, scale) per layer
+        self.estimator_state = tf.Module(name="layer_states")
+        self.estimator_state.layers = layerwise.make_layer_states(
+            self.model, self.estimator.name, seed=[(s, 2) for s in self.seeds])
+      else:
+        self.estimator_state = self.estimator.make_state(
+            self.model.num_latents, self.model.num_pixels, seed=[(s, 2) for s in self.seeds])
       # PROTOCOL.md section 2 (RELAX): the encoder's learning rate, beta1 = 0.999.
       self.estimator_optimizer = Adam(self.estimator_state.trainable_variables, config.encoder_lr,
                                       beta1=0.999, name="estimator_adam")
@@ -192,30 +200,37 @@ class Trainer(tf.Module):
     variance_tape = tf.GradientTape() if state is not None else None
     if variance_tape is not None:
       variance_tape.__enter__()
-    with tf.GradientTape(persistent=True) as tape:
-      logits = model.encoder_logits(x)
-      # Single-sample estimators see log q(b|x) as a fixed function of b (its direct
-      # gradient has expectation zero); multi-sample bounds keep the direct term.
-      f_logits = logits if estimator.multi_sample else tf.stop_gradient(logits)
-      objective = lambda b: model.elbo(x, b, f_logits)
-      out = estimator.fn(objective, logits, seed, state=state, context=model.encoder_input(x))
-      # Decoder and prior: gradient of the objective at the estimator's samples
-      # (-mean ELBO, or -mean K-sample bound), one loss per member.
-      loss = -tf.reduce_mean(out.objective_value(), axis=-1)
-      total_loss = tf.reduce_sum(loss)
-    grad = out.grad if state is not None else tf.stop_gradient(out.grad)
-    # Encoder: backpropagate the per-example estimate; ascent on mean ELBO = descent on -mean.
-    encoder_grads = tape.gradient(logits, encoder_vars, output_gradients=-grad / batch_size)
-    if estimator.multi_sample:  # plus the direct term: the bound's own dependence on the encoder
-      direct = tape.gradient(total_loss, encoder_vars)
-      encoder_grads = [g + d for g, d in zip(encoder_grads, direct)]
+    if self.hierarchical:
+      loss, encoder_grads, decoder_grads = layerwise.hierarchical_gradients(
+          model, estimator.name, x, seed, states=state.layers if state is not None else None,
+          share_upper_noise=self.config.share_upper_noise)
+      tape = None
+    else:
+      with tf.GradientTape(persistent=True) as tape:
+        logits = model.encoder_logits(x)
+        # Single-sample estimators see log q(b|x) as a fixed function of b (its direct
+        # gradient has expectation zero); multi-sample bounds keep the direct term.
+        f_logits = logits if estimator.multi_sample else tf.stop_gradient(logits)
+        objective = lambda b: model.elbo(x, b, f_logits)
+        out = estimator.fn(objective, logits, seed, state=state, context=model.encoder_input(x))
+        # Decoder and prior: gradient of the objective at the estimator's samples
+        # (-mean ELBO, or -mean K-sample bound), one loss per member.
+        loss = -tf.reduce_mean(out.objective_value(), axis=-1)
+        total_loss = tf.reduce_sum(loss)
+      grad = out.grad if state is not None else tf.stop_gradient(out.grad)
+      # Encoder: backpropagate the per-example estimate; ascent on mean ELBO = descent on -mean.
+      encoder_grads = tape.gradient(logits, encoder_vars, output_gradients=-grad / batch_size)
+      if estimator.multi_sample:  # plus the direct term: the bound's own dependence on the encoder
+        direct = tape.gradient(total_loss, encoder_vars)
+        encoder_grads = [g + d for g, d in zip(encoder_grads, direct)]
     state_grads = None
     if variance_tape is not None:
       variance_loss = tf.add_n([tf.reduce_sum(tf.square(g)) for g in encoder_grads])
       variance_tape.__exit__(None, None, None)
       state_grads = variance_tape.gradient(variance_loss, state.trainable_variables)
-    decoder_grads = tape.gradient(total_loss, decoder_vars)
-    del tape
+    if tape is not None:
+      decoder_grads = tape.gradient(total_loss, decoder_vars)
+      del tape
     encoder_grads = [tf.stop_gradient(g) for g in encoder_grads]
     return loss, encoder_grads, decoder_grads, state_grads
 
@@ -274,6 +289,9 @@ class Trainer(tf.Module):
     """Per member: the summed single-sample ELBO of ``images`` ``[n, P]`` (fresh binarisation each)."""
     x_seed, b_seed = tf.unstack(members.split(seed, 2))
     x = _binarize_members(images, x_seed)
+    if self.hierarchical:
+      bits, logits = self.model.sample_posterior(x, b_seed)
+      return tf.reduce_sum(self.model.elbo(x, bits, logits), axis=-1)
     logits = self.model.encoder_logits(x)
     u = members.uniform(tf.shape(logits), b_seed)
     b = tf.cast(u < tf.sigmoid(logits), tf.float32)
