@@ -204,8 +204,11 @@ def test_claim4():
     assert compare.check_claim4(_summary({"arm": ARM})).verdict == NOT_ENOUGH
     vimco = {0: -95.0, 1: -96.0, 2: -95.5}
     local = {s: v + d for (s, v), d in zip(vimco.items(), [1.0, 1.2, 0.8])}
-    c = compare.check_claim4(_summary({"vimco": vimco, "local_disarm": local}))
+    c = compare.check_claim4(_summary({"vimco": vimco, "local_disarm": local}, metric="final_test_bound_k"))
     assert c.verdict == HOLDS
+    # Judged on the K-sample test bound, not on the single-sample train ELBO.
+    swapped = _summary({"vimco": local, "local_disarm": vimco}, metric="final_test_bound_k")
+    assert compare.check_claim4(swapped).verdict == FAILS
     assert c.details.iloc[0]["comparison"] == "local_disarm vs vimco"
     assert compare.claim4_pairs(["vimco", "vimco_k4", "local_disarm_k4", "local_disarm"]) == [
         ("local_disarm", "vimco"), ("local_disarm_k4", "vimco_k4")]
