@@ -99,3 +99,52 @@ def test_stacked_hierarchical_members_equal_lone_runs():
     alone = Trainer(cfg(seed), splits)
     alone.train(60)
     assert_same_run(stacked.member_state(m), alone.member_state(0))
+
+
+def test_driver_groups_seeds_of_a_cell_into_stacks_in_round_robin_order():
+  from training.sweep import Grid, stack_runs
+  grid = Grid(datasets=("mnist",), models=("linear",), estimators=("arm", "disarm"), seeds=(0, 1, 2),
+              num_steps=10)
+  pending = [(c, c.run_id) for c in grid.configs()]  # seed-major
+  stacks = stack_runs(pending, max_stack=2)
+  assert [[c.run_id for c, _ in s] for s in stacks] == [
+      ["mnist-linear-arm-seed0", "mnist-linear-arm-seed1"],
+      ["mnist-linear-disarm-seed0", "mnist-linear-disarm-seed1"],
+      ["mnist-linear-arm-seed2"], ["mnist-linear-disarm-seed2"]]
+  # A cap of 1 keeps the seed-major order of the runs themselves.
+  assert [s[0][0] for s in stack_runs(pending, 1)] == [c for c, _ in pending]
+  with pytest.raises(ValueError, match="positive integer"):
+    stack_runs(pending, 0)
+
+
+def test_stack_resumes_runs_at_different_steps_and_matches_lone_runs(tmp_path, monkeypatch):
+  """A stack whose runs stopped at different steps: each resumes from its own checkpoint."""
+  from training import results_io, runner
+  splits = fake_splits(sizes=(100, 30, 30))
+  monkeypatch.setattr(runner, "load_dataset", lambda name, data_dir=None: splits)
+  cfg = lambda seed: RunConfig("mnist", "linear", "relax", seed=seed, num_steps=30, batch_size=10,
+                               eval_every=10, bound_every=30, num_bound_samples=3)
+
+  class Crash(Exception):
+    pass
+
+  def crash_at_20(config, step, steps_per_sec):
+    if step == 20:  # the row of step 20 is on disk, its checkpoint is not: the run restarts from 10
+      raise Crash
+
+  stacked = [str(tmp_path / "stacked" / name) for name in ("a", "b")]
+  with pytest.raises(Crash):
+    runner.train_stack([cfg(0)], stacked[:1], progress=crash_at_20)
+  assert runner.checkpoint_step(stacked[0]) == 10 and runner.checkpoint_step(stacked[1]) == 0
+  logs = []
+  summaries = runner.train_stack([cfg(0), cfg(1)], stacked, log=logs.append)
+  assert [s["status"] for s in summaries] == ["done", "done"]
+  assert "mnist-linear-relax-seed0: resuming from its checkpoint at step 10" in logs
+  alone = [str(tmp_path / "alone" / name) for name in ("a", "b")]
+  for seed, lone_dir, stacked_dir in zip((0, 1), alone, stacked):
+    runner.train_run(cfg(seed), lone_dir)
+    lone, resumed = (results_io.read_metrics(f"{d}/metrics.csv") for d in (lone_dir, stacked_dir))
+    assert list(resumed["step"]) == [0, 10, 20, 30]  # each evaluation once
+    np.testing.assert_allclose(resumed["train_elbo"], lone["train_elbo"], rtol=METRIC_RTOL)
+    np.testing.assert_allclose(resumed["test_bound_100"], lone["test_bound_100"], rtol=METRIC_RTOL)
+    assert_same_run(runner.load_checkpoint(stacked_dir), runner.load_checkpoint(lone_dir))

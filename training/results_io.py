@@ -72,9 +72,11 @@ def atomic_write_npz(path, arrays):
   """Writes ``{name: array}`` as an .npz file, atomically (temporary file, fsync, rename)."""
   directory = os.path.dirname(os.path.abspath(path))
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+  buffer = io.BytesIO()  # built in memory: a failed write (full disk) leaves no half-open zip behind
+  np.savez(buffer, **arrays)
   try:
     with os.fdopen(fd, "wb") as f:
-      np.savez(f, **arrays)
+      f.write(buffer.getvalue())
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -116,6 +116,9 @@ class Trainer(tf.Module):
     # (benchmarks/README.md); on a GPU, pass train_jit/eval_jit=True (--xla).
     self.basket = [get_estimator(name) for name in config.basket]
     self._train_block = tf.function(self._train_block_impl, jit_compile=train_jit)
+    # The moving averages are pure elementwise streams over every encoder parameter:
+    # compiled, XLA fuses each into one pass over memory (measured: benchmarks/README.md).
+    self._moving_averages = tf.function(self._moving_averages_impl, jit_compile=True)
     self._basket_sums = tf.function(self._basket_sums_impl)
     self._elbo_sum = tf.function(self._elbo_sum_impl, jit_compile=eval_jit)
     self._bound_sum = tf.function(self._bound_sum_impl, jit_compile=eval_jit)
@@ -247,12 +250,16 @@ class Trainer(tf.Module):
     self.encoder_optimizer.apply(encoder_grads)
     self.decoder_optimizer.apply(decoder_grads[:-1])
     self.prior_optimizer.apply(decoder_grads[-1:])
+    self._moving_averages(encoder_grads)
+    self.step.assign_add(1)
+    return loss
+
+  def _moving_averages_impl(self, encoder_grads):
+    """EMA[g] and EMA[g^2] of the encoder gradient (PROTOCOL.md section 5)."""
     decay = self.config.grad_ema_decay
     for g, mean_ema, sq_ema in zip(encoder_grads, self.grad_mean_ema, self.grad_sq_ema):
       mean_ema.assign(decay * mean_ema + (1.0 - decay) * g)
       sq_ema.assign(decay * sq_ema + (1.0 - decay) * tf.square(g))
-    self.step.assign_add(1)
-    return loss
 
   def _train_block_impl(self, num_steps):
     """num_steps training steps; returns each member's mean training loss (-ELBO at the samples)."""
