@@ -1,17 +1,21 @@
 #!/usr/bin/env python3
-"""Training-step and evaluation timings on real MNIST (see benchmarks/README.md).
+"""Throughput of stacked training, cost of evaluation, projected sweep time (benchmarks/README.md).
 
-  python benchmarks/bench_training.py            # the full table, a few minutes on 2 cores
-  python benchmarks/bench_training.py --quick    # fewer repetitions
+  python3 benchmarks/bench_training.py            # the full table, ~8 minutes on 2 cores
+  python3 benchmarks/bench_training.py --quick    # linear model only, fewer repetitions
 
 Rows:
-  * ``in-graph block``: the suite's loop, ``Trainer.train(n)``: n steps per tf.function call,
-    batches gathered and binarised in the graph (train_jit off and on);
-  * ``baseline``: the straightforward loop, one tf.function call per step fed by tf.data
-    (shuffle, batch, binarise in a map), same model, estimator and update;
-  * ``evaluation``: one full evaluation: train-ELBO pass over 50,000 images plus the
-    100-sample bounds on the 10,000 validation and 10,000 test images.
-Each figure is the median over repetitions after a warm-up call.
+  * ``train``: member-steps per second of ``Trainer.train(block)`` (``block`` steps per
+    ``tf.function`` call, batches gathered and binarised in the graph) for stacks of
+    S runs (S = 1: one run per graph; S = 5: the paper's five seeds in one graph);
+  * ``evaluation``: one full evaluation of one run (train-ELBO pass over the 50,000
+    training images plus the 100-sample bounds on the 10,000 validation and 10,000
+    test images), split into its parts;
+  * ``paper preset``: the projected wall time of ``run_benchmarks.py --preset=paper``
+    (120 runs x 10^6 steps, an evaluation every 1,000 steps) from the rows above,
+    against the core issue's straightforward baseline (7 ms per step, 40 s per
+    evaluation), and with ``--bound_every=10000``.
+Each figure is the median over ``--repetitions`` timed calls after a warm-up call.
 """
 
 import os
@@ -25,17 +29,22 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from datasets import binarize, load_dataset  # noqa: E402
+from datasets import load_dataset  # noqa: E402
 from training.config import RunConfig  # noqa: E402
+from training.sweep import PRESETS  # noqa: E402
 from training.trainer import Trainer  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_bool("quick", False, "Fewer repetitions.")
+flags.DEFINE_bool("quick", False, "Linear model only, 2 repetitions.")
 flags.DEFINE_list("models", ["linear", "nonlinear"], "Models to time.")
-flags.DEFINE_string("estimator", "disarm", "Estimator to time.")
-flags.DEFINE_integer("block", 500, "Steps per timed block.")
-flags.DEFINE_bool("baseline", True, "Also time the one-call-per-step tf.data baseline.")
-flags.DEFINE_bool("evaluation", True, "Also time one full evaluation.")
+flags.DEFINE_list("estimators", ["disarm", "relax"], "Estimators to time.")
+flags.DEFINE_list("stacks", ["1", "5"], "Stack sizes S to time.")
+flags.DEFINE_integer("block", 100, "Training steps per timed call.")
+flags.DEFINE_integer("repetitions", 3, "Timed calls per figure (the median is reported).")
+flags.DEFINE_bool("evaluation", True, "Also time one full evaluation per model.")
+flags.DEFINE_bool("xla", False, "Compile the training block with XLA (on a GPU this usually pays).")
+
+BASELINE_MS_PER_STEP, BASELINE_S_PER_EVAL = 7.0, 40.0  # the core issue's straightforward loop
 
 
 def median_time(fn, repetitions):
@@ -48,51 +57,84 @@ def median_time(fn, repetitions):
   return statistics.median(times)
 
 
-def baseline_ms_per_step(trainer, splits, steps, repetitions):
-  dataset = (tf.data.Dataset.from_tensor_slices(splits.train).shuffle(50000, seed=0).repeat()
-             .batch(trainer.config.batch_size, drop_remainder=True).enumerate()
-             .map(lambda i, x: binarize(x, tf.stack([tf.cast(i, tf.int32), 7])))
-             .prefetch(tf.data.AUTOTUNE))
-  iterator = iter(dataset)
-  step_fn = tf.function(lambda x, seed: trainer.update(x, seed))
-  counter = [0]
+def configs(model, estimator, size):
+  return [RunConfig("mnist", model, estimator, seed=s, num_steps=10**6) for s in range(size)]
 
-  def run():
-    for _ in range(steps):
-      counter[0] += 1
-      step_fn(next(iterator), tf.constant([counter[0], 3], tf.int32))
-  return median_time(run, repetitions) / steps * 1000
+
+def format_hours(seconds):
+  return f"{seconds / 3600:,.0f} h ({seconds / 86400:,.1f} days)"
 
 
 def main(argv):
   del argv
-  reps = 3 if FLAGS.quick else 5
+  models = ["linear"] if FLAGS.quick else FLAGS.models
+  reps = 2 if FLAGS.quick else FLAGS.repetitions
+  stacks = [int(s) for s in FLAGS.stacks]
   splits = load_dataset("mnist")
-  print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores, devices: "
-        f"{[d.device_type for d in tf.config.list_physical_devices()]}")
-  print(f"{'model':10s} {'what':34s} {'value':>12s}")
-  for model in FLAGS.models:
-    config = RunConfig("mnist", model, FLAGS.estimator, seed=0, num_steps=10**6)
-    for train_jit in (False, True):
-      trainer = Trainer(config, splits, train_jit=train_jit)
-      ms = median_time(lambda: trainer.train(FLAGS.block), reps) / FLAGS.block * 1000
-      print(f"{model:10s} {'in-graph block, train_jit=' + str(train_jit):34s} {ms:9.2f} ms/step", flush=True)
-    if FLAGS.baseline:
-      trainer = Trainer(config, splits)
-      ms = baseline_ms_per_step(trainer, splits, max(100, FLAGS.block // 5), reps)
-      print(f"{model:10s} {'baseline: 1 call/step + tf.data':34s} {ms:9.2f} ms/step", flush=True)
-    if FLAGS.evaluation:
-      trainer = Trainer(config, splits)
-      parts = {}
+  devices = [d.device_type for d in tf.config.list_physical_devices()]
+  gpus = [tf.config.experimental.get_device_details(d).get("device_name", "GPU")
+          for d in tf.config.list_physical_devices("GPU")]
+  print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores, devices: {devices} {gpus}")
+  print(f"median of {reps} timed calls after a warm-up; training blocks of {FLAGS.block} steps, batch 50, MNIST")
+  print(f"{'model':10s} {'estimator':9s} {'what':30s} {'value':>30s}")
+  throughput = {}  # (model, estimator, S) -> member-steps/s
+  for model in models:
+    for estimator in FLAGS.estimators:
+      for size in stacks:
+        trainer = Trainer(configs(model, estimator, size), splits, train_jit=FLAGS.xla)
+        seconds = median_time(lambda: trainer.train(FLAGS.block), reps)
+        rate = size * FLAGS.block / seconds
+        throughput[model, estimator, size] = rate
+        gain = (f"  ({rate / throughput[model, estimator, stacks[0]]:.2f}x S={stacks[0]})"
+                if size != stacks[0] else "")
+        print(f"{model:10s} {estimator:9s} {'train, S=' + str(size):30s} "
+              f"{rate:12.1f} member-steps/s{gain}", flush=True)
+  evaluation = {}  # model -> (seconds of the train-ELBO pass, seconds of the two bounds), one run
+  if FLAGS.evaluation:
+    for model in models:
+      trainer = Trainer(configs(model, "disarm", 1), splits)
+      parts = {"elbo": [], "bounds": []}
 
       def evaluate():
-        t0 = time.perf_counter(); trainer.train_elbo(); t1 = time.perf_counter()
-        trainer.bound("valid"); trainer.bound("test"); t2 = time.perf_counter()
-        parts.update(elbo=t1 - t0, bounds=t2 - t1)
-      total = median_time(evaluate, max(1, reps - 2))
-      print(f"{model:10s} {'full evaluation':34s} {total:10.2f} s  "
-            f"(train ELBO {parts['elbo']:.2f} s, two 100-sample bounds {parts['bounds']:.2f} s)", flush=True)
+        t0 = time.perf_counter()
+        trainer.train_elbo()
+        t1 = time.perf_counter()
+        trainer.bound("valid")
+        trainer.bound("test")
+        t2 = time.perf_counter()
+        parts["elbo"].append(t1 - t0)
+        parts["bounds"].append(t2 - t1)
+      seconds = median_time(evaluate, reps)
+      elbo, bounds = statistics.median(parts["elbo"][1:]), statistics.median(parts["bounds"][1:])
+      evaluation[model] = (elbo, bounds)
+      print(f"{model:10s} {'-':9s} {'full evaluation, one run':30s} {seconds:12.1f} s "
+            f"(train ELBO {elbo:.1f} s, two 100-sample bounds {bounds:.1f} s)", flush=True)
+  if set(models) >= {"linear", "nonlinear"} and evaluation and "disarm" in FLAGS.estimators:
+    project(throughput, evaluation, max(stacks))
 
+
+def project(throughput, evaluation, size):
+  """Projected wall time of the paper preset, one stack of ``size`` runs at a time."""
+  grid = PRESETS["paper"]
+  num_evals = grid.num_steps // grid.eval_every
+  runs = list(grid.configs())
+  totals = {}
+  for bound_every in (grid.bound_every, 10 * grid.bound_every):
+    total = 0.0
+    for config in runs:
+      # Estimators not timed here cost like DisARM (REINFORCE LOO and ARM: two
+      # evaluations of f per step, the same products).
+      estimator = config.estimator if (config.model, config.estimator, size) in throughput else "disarm"
+      elbo, bounds = evaluation[config.model]
+      total += (config.num_steps / throughput[config.model, estimator, size]
+                + num_evals * elbo + (grid.num_steps // bound_every) * bounds)
+    totals[bound_every] = total
+  baseline = len(runs) * (grid.num_steps * BASELINE_MS_PER_STEP / 1000 + num_evals * BASELINE_S_PER_EVAL)
+  print(f"paper preset, {len(runs)} runs x {grid.num_steps:,} steps, stacks of S={size}:")
+  print(f"  baseline (7 ms/step, 40 s/evaluation):        {format_hours(baseline)}")
+  for bound_every, total in totals.items():
+    print(f"  this suite, 100-sample bounds every {bound_every:>6,}: {format_hours(total)} "
+          f"= {baseline / total:.1f}x faster")
 
 if __name__ == "__main__":
   app.run(main)
