@@ -62,7 +62,7 @@ class Trainer(tf.Module):
   ``configs``.
   """
 
-  def __init__(self, configs, splits, train_jit=False, eval_jit=False, model=None):
+  def __init__(self, configs, splits, train_jit=False, eval_jit=True, model=None):
     """``model`` overrides the config's BernoulliVAE (tests use tiny ones); it must be stacked ``M`` wide."""
     super().__init__(name="trainer")
     configs = list(configs) if isinstance(configs, (list, tuple)) else [configs]
@@ -111,9 +111,11 @@ class Trainer(tf.Module):
                           for v in self.model.encoder_variables]
     self.grad_sq_ema = [tf.Variable(tf.zeros_like(v), trainable=False, name="grad_sq_ema")
                         for v in self.model.encoder_variables]
-    # XLA off by default for both: on CPU it measured slower than TF's own kernels for
-    # the training loop's small products and for the evaluation's matmul + softplus
-    # (benchmarks/README.md); on a GPU, pass train_jit/eval_jit=True (--xla).
+    # On CPU, XLA compiling the training loop measured several times slower than
+    # TensorFlow's own kernels (its matrix products are slower), while the evaluation's
+    # large matmul + softplus + sum batches gain from fusion (benchmarks/README.md).
+    # Evaluation numbers depend on this choice: XLA draws a different (equally valid)
+    # random stream for the same stateless seed.
     self.basket = [get_estimator(name) for name in config.basket]
     self._train_block = tf.function(self._train_block_impl, jit_compile=train_jit)
     # The moving averages are pure elementwise streams over every encoder parameter:
