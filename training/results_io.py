@@ -53,12 +53,13 @@ SUMMARY_COLUMNS = ("run_id", "dataset", "model", "estimator", "seed", "num_steps
                    "final_test_bound_k")
 
 
-def atomic_write_text(path, text):
+def atomic_write_bytes(path, data):
+  """Replaces ``path`` by ``data`` atomically: a temporary file beside it, fsync, rename."""
   directory = os.path.dirname(os.path.abspath(path))
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
   try:
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -66,24 +67,17 @@ def atomic_write_text(path, text):
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+def atomic_write_text(path, text):
+  atomic_write_bytes(path, text.encode())
 
 
 def atomic_write_npz(path, arrays):
-  """Writes ``{name: array}`` as an .npz file, atomically (temporary file, fsync, rename)."""
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+  """Writes ``{name: array}`` as an .npz file, atomically."""
   buffer = io.BytesIO()  # built in memory: a failed write (full disk) leaves no half-open zip behind
   np.savez(buffer, **arrays)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(buffer.getvalue())
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  atomic_write_bytes(path, buffer.getvalue())
 
 
 def atomic_write_json(path, obj):
