@@ -26,7 +26,8 @@ import pandas as pd
 from training import results_io
 from training.config import RunConfig
 
-GRID_FIELDS = ("num_steps", "eval_every", "bound_every", "batch_size", "num_bound_samples")
+GRID_FIELDS = ("num_steps", "eval_every", "bound_every", "batch_size", "num_bound_samples", "share_upper_noise",
+               "basket", "basket_draws")
 
 
 def expected_steps(config):
@@ -62,7 +63,7 @@ def check_run(run_dir, grid=None):
     return problems, notes
   if grid:
     differing = [f"{k}: config {getattr(config, k)!r} vs sweep.json {grid[k]!r}"
-                 for k in GRID_FIELDS if k in grid and grid[k] != getattr(config, k)]
+                 for k in GRID_FIELDS if k in grid and _plain(grid[k]) != _plain(getattr(config, k))]
     if differing:
       problems.append("config.json disagrees with sweep.json (" + "; ".join(differing) + ")")
 
@@ -107,6 +108,11 @@ def check_run(run_dir, grid=None):
   if leftovers:
     notes.append(f"temporary files left by a killed writer: {', '.join(leftovers)} (removed on resume)")
   return problems, notes
+
+
+def _plain(value):
+  """Tuples (dataclass fields) and lists (JSON) of the same items compare equal."""
+  return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def _is_whole(value):
