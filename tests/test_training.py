@@ -251,3 +251,16 @@ def test_gradient_variance_is_bias_corrected_ema_variance(fake_data):
   assert trainer.gradient_variance()[0] == pytest.approx(expected_first / total_params, rel=1e-4)
   # Bias-corrected EMAs over 300 draws of N(1, 4): the per-parameter variance is near 4.
   assert expected_first / draws[0].size == pytest.approx(4.0, rel=0.1)
+
+
+@pytest.mark.parametrize("fields,match", [
+    (dict(model="linear_2layer", estimator="vimco_2"), "per-layer single-sample estimators"),
+    (dict(model="linear_3layer", estimator="arm", basket=("arm",)), "single-layer models"),
+    (dict(model="linear", estimator="arm", share_upper_noise=True), "hierarchical models only"),
+    (dict(model="linear_5layer", estimator="arm"), "linear_4layer"),
+    (dict(model="linear", estimator="arm", basket=("arm",), basket_draws=1), "at least 2")])
+def test_impossible_model_estimator_combinations_are_refused(fields, match):
+  config = dict(dataset="mnist", seed=0, num_steps=10)
+  config.update(fields)
+  with pytest.raises(ValueError, match=match):
+    RunConfig(**config).validate()
