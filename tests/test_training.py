@@ -264,3 +264,15 @@ def test_impossible_model_estimator_combinations_are_refused(fields, match):
   config.update(fields)
   with pytest.raises(ValueError, match=match):
     RunConfig(**config).validate()
+
+
+def test_multisample_run_logs_its_training_k_bound_at_every_evaluation(tmp_path, fake_data):
+  config = small_config("local_disarm_2", num_steps=20, bound_every=20, num_bound_samples=100)
+  summary = runner.train_run(config, str(tmp_path / "run"))
+  metrics = results_io.read_metrics(str(tmp_path / "run" / "metrics.csv"))
+  assert list(metrics["step"]) == [0, 10, 20]
+  assert metrics["test_bound_k"].notna().all() and metrics["valid_bound_k"].notna().all()
+  assert metrics["test_bound_100"].notna().tolist() == [False, False, True]
+  # The 4-sample bound (2 pairs: 2m = 4 evaluations) lies below the 100-sample bound.
+  assert metrics["test_bound_k"].iloc[-1] < metrics["test_bound_100"].iloc[-1]
+  assert summary["final_test_bound_k"] == pytest.approx(metrics["test_bound_k"].iloc[-1])

@@ -253,8 +253,8 @@ def _train_group(configs, run_dirs, splits, tensorboard, progress, train_jit, ev
     train_elbo, variance = trainer.train_elbo(), trainer.gradient_variance()
     rows = [dict(step=step, steps_per_sec=steps_per_sec, train_elbo=train_elbo[m], grad_variance=variance[m],
                  valid_bound_100=math.nan, test_bound_100=math.nan) for m in range(size)]
-    if with_bounds:
-      for row, bounds in zip(rows, trainer.bound_columns()):
+    if with_bounds or trainer.estimator.eval_bound_samples:
+      for row, bounds in zip(rows, trainer.bound_columns(with_100=with_bounds)):
         row.update(bounds)
     for row, extra, basket in zip(rows, trainer.extra_metrics(), trainer.basket_variances()):
       row.update(extra)
