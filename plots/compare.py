@@ -175,6 +175,8 @@ def _omniglot_note(cells) -> list[str]:
 
 def _per_seed(done: pd.DataFrame, ds, m, est, metric) -> pd.Series:
     d = done[(done["dataset"] == ds) & (done["model"] == m) & (done["estimator"] == est)]
+    if metric not in d.columns:  # a summary written before the column existed: no values
+        return pd.Series(dtype=float)
     return pd.Series(pd.to_numeric(d[metric], errors="coerce").to_numpy(),
                      index=d["seed"].to_numpy()).dropna()
 
