@@ -10,7 +10,6 @@ import errno
 import hashlib
 import json
 import os
-import re
 import signal
 import socket
 import subprocess

@@ -4,7 +4,6 @@ import types
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from training.config import RunConfig
 from training.trainer import Trainer, check_stackable
