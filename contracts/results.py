@@ -1,0 +1,80 @@
+"""The results format: what ``training`` writes and ``plots`` reads, in one place.
+
+Layout of a sweep folder (``results/<sweep>/``)::
+
+    sweep.json                   the grid (contracts.settings.Grid.to_dict)
+    summary.csv                  one row per run (SUMMARY_COLUMNS), rebuilt from the run folders
+    runs/<run_id>/config.json    the run's RunConfig.to_dict(), plus ESTIMATOR_INFO_KEY
+    runs/<run_id>/metrics.csv    one row per evaluation (METRIC_COLUMNS, then extra columns)
+    runs/<run_id>/DONE.json      written last: the run finished (its summary row)
+    runs/<run_id>/FAILED.json    the run stopped: {"reason", "step"}
+    runs/<run_id>/checkpoint/state.npz   training state for resuming (not committed)
+    toy/                         the toy problem's CSVs (experiments/toy.py)
+    figures/, tables.md, tables.tex, report.md    made by plots/
+
+Extra ``metrics.csv`` columns, after the fixed ones: ``basket_var_<estimator>`` (the
+variance basket) and ``<estimator>_<scalar>`` (scalars an estimator reports about
+its own state, e.g. ``relax_temperature``; ``<estimator>_<scalar>_layer<l>`` for a
+layered model). Empty fields are "not computed here" (NaN).
+"""
+
+SWEEP_JSON = "sweep.json"
+SUMMARY_CSV = "summary.csv"
+RUNS_DIR = "runs"
+CONFIG_JSON = "config.json"
+METRICS_CSV = "metrics.csv"
+DONE_JSON = "DONE.json"
+FAILED_JSON = "FAILED.json"
+CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_FILE = "state.npz"
+TOY_DIR = "toy"
+LOCK_FILE = "run.lock"
+
+# config.json: what the suite knew about the run's estimator when it ran, so that
+# readers need not parse names (cost, the K of its bound, its family and size).
+ESTIMATOR_INFO_KEY = "estimator_info"
+ESTIMATOR_INFO_FIELDS = ("label", "family", "size", "num_f_evals", "bound_samples", "num_samples", "needs",
+                         "trainable", "description", "reference")
+
+METRIC_COLUMNS = (
+    "step",              # training steps done (0: before training)
+    "wall_time_s",       # seconds of training and evaluation in this run so far
+    "steps_per_sec",     # training steps per second over the block before this evaluation
+    "stack_size",        # runs trained together in the graph that trained this one (member-steps = steps x this)
+    "train_elbo",        # single-sample ELBO averaged over one pass of the training split
+    "valid_bound_100",   # log mean_{k<=100} exp ELBO averaged over the split (NaN where not computed)
+    "test_bound_100",
+    "grad_variance",     # mean over encoder parameters of EMA[g^2] - EMA[g]^2
+    "valid_bound_k",     # the bound with K = the estimator's f evaluations (multi-sample or log_bound_k)
+    "test_bound_k",
+)
+BASKET_PREFIX = "basket_var_"
+
+SUMMARY_COLUMNS = (
+    "run_id", "dataset", "model", "estimator", "seed", "num_steps", "status", "reason", "final_step",
+    "final_train_elbo", "best_train_elbo", "final_valid_bound_100", "best_valid_bound_100",
+    "final_test_bound_100", "test_bound_100_at_best_valid", "final_grad_variance", "mean_grad_variance",
+    "wall_time_s", "steps_per_sec", "member_steps_per_sec", "final_valid_bound_k", "final_test_bound_k",
+)
+SUMMARY_KEYS = ("run_id", "dataset", "model", "estimator", "seed", "status")
+STATUSES = ("done", "failed", "running", "invalid")
+
+
+def run_id(dataset, model, estimator, seed, share_upper_noise=False):
+  """``<dataset>-<model>-<estimator>[-shared]-seed<seed>``: a run's folder name."""
+  shared = "-shared" if share_upper_noise else ""
+  return f"{dataset}-{model}-{estimator}{shared}-seed{seed}"
+
+
+def estimator_scalar_column(estimator, scalar, layer=None):
+  """The metrics column of a scalar an estimator reports (``relax_temperature``)."""
+  return f"{estimator}_{scalar}" + ("" if layer is None else f"_layer{layer}")
+
+
+def basket_column(estimator):
+  return BASKET_PREFIX + estimator
+
+
+def metric_columns(names):
+  """METRIC_COLUMNS, then the extra columns among ``names`` in their order."""
+  return list(METRIC_COLUMNS) + [n for n in names if n not in METRIC_COLUMNS]
