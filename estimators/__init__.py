@@ -1,32 +1,39 @@
 """Gradient estimators for Bernoulli latent variables, registered by name.
 
-Every estimator shares one signature (see ``estimators/base.py``)::
+Every estimator shares one signature and declares what the rest of the suite needs
+to know about it (``estimators/base.py``)::
 
-    estimator.fn(f, logits, seed, state=None, context=None) -> EstimatorOutput
+    estimator.fn(f, logits, noise, state=None, context=None) -> EstimatorOutput
 
-Adding an estimator: write ``estimators/my_estimator.py`` defining the function
-and an ``ESTIMATOR = Estimator(...)`` object, then add one line to ``ESTIMATORS``
-below.
+Names: the fixed ones in ``ESTIMATORS``, and ``<family>_<size>`` for a family in
+``FAMILIES`` (``reinforce_loo_4``, ``vimco_10``); a family member whose name is also a
+fixed name is that estimator (``disarm_2`` is ``disarm``). ``canonical_name`` maps a
+name to the one runs are filed under.
 
-Multi-sample estimators (VIMCO, local DisARM) estimate the gradient of the
-``K``-sample bound ``E[log mean_k exp f(b_k)]`` instead; ``Estimator.objective_samples``
-says which, and their output's ``objective`` carries the bound for the direct term.
+Adding an estimator: write ``estimators/my_estimator.py`` with the function and an
+``ESTIMATOR = Estimator(...)``, and add it to ``ESTIMATORS`` below (or call
+``register(ESTIMATOR)`` from your own module and pass that module to the driver with
+``--estimator_modules``).
 """
 
 import re
 
 import tensorflow as tf
 
-from estimators import arm, disarm, local_disarm, reinforce_loo, relax, vimco
-from estimators.base import Estimator, EstimatorOutput, as_seed
+from estimators import arm, arms, disarm, double_cv, local_disarm, reinforce_loo, relax, rodeo, vimco
+from estimators.base import (Estimator, EstimatorOutput, Needs, Noise, Objective, Params, SeedNoise, SeedParams,
+                             Trainable, as_seed)
 
 ESTIMATORS = {
-    # Single-sample estimators of d E[f(b)] (PROTOCOL.md section 2).
+    # Estimators of d E[f(b)] (PROTOCOL.md section 2).
     "reinforce_loo": reinforce_loo.ESTIMATOR,
     "arm": arm.ESTIMATOR,
     "disarm": disarm.ESTIMATOR,
     "relax": relax.ESTIMATOR,
-    # Multi-sample bounds, at the paper's equal-cost pairs: VIMCO with 2m samples
+    # Estimators the later papers compare against (PROTOCOL.md section 8), at K = 2, 3, 4.
+    **{estimator.name: estimator for k in (2, 3, 4) for estimator in (arms.make(k), double_cv.make(k), rodeo.make(k))},
+    "disarm_4": disarm.make(4),
+    # Multi-sample bounds at the paper's equal-cost pairs: VIMCO with 2m samples
     # against local DisARM with m pairs, m in {1, 5, 10}.
     "vimco_2": vimco.make(2),
     "vimco_10": vimco.make(10),
@@ -39,27 +46,52 @@ ESTIMATORS = {
     "local_disarm_sym_10": local_disarm.make_symmetrised(10),
 }
 
-# Families whose size is part of the name: "<family>_<int>" builds any size on demand
-# (e.g. "vimco_6", "local_disarm_3", "reinforce_loo_4").
+# Families whose size is part of the name: "<family>_<size>" builds any size on demand.
 FAMILIES = {
     "reinforce_loo": reinforce_loo.make,
+    "disarm": disarm.make,
+    "arms": arms.make,
+    "double_cv": double_cv.make,
+    "rodeo": rodeo.make,
     "vimco": vimco.make,
     "local_disarm": local_disarm.make,
     "local_disarm_sym": local_disarm.make_symmetrised,
 }
 
+_FAMILY_NAME = re.compile(r"(.+)_(\d+)")
+
+
+def register(estimator: Estimator):
+  """Adds an estimator to the registry at run time (e.g. from a module given to ``--estimator_modules``)."""
+  if not isinstance(estimator, Estimator):
+    raise TypeError(f"register takes an Estimator, got {type(estimator).__name__}")
+  known = ESTIMATORS.get(estimator.name)
+  if known is not None and known is not estimator:
+    raise ValueError(f"an estimator named {estimator.name!r} is already registered")
+  ESTIMATORS[estimator.name] = estimator
+  return estimator
+
 
 def get_estimator(name) -> Estimator:
-  """Looks an estimator up by name (an ``Estimator`` passes through)."""
+  """Looks an estimator up by name (an ``Estimator`` passes through); ValueError naming the valid ones."""
   if isinstance(name, Estimator):
     return name
   if name in ESTIMATORS:
     return ESTIMATORS[name]
-  match = re.fullmatch(r"(.+)_(\d+)", str(name))
+  match = _FAMILY_NAME.fullmatch(str(name))
   if match and match.group(1) in FAMILIES:
-    return FAMILIES[match.group(1)](int(match.group(2)))
+    try:
+      built = FAMILIES[match.group(1)](int(match.group(2)))
+    except ValueError as e:
+      raise ValueError(f"estimator {name!r}: {e}") from None
+    return ESTIMATORS.get(built.name, built)
   raise ValueError(f"unknown estimator {name!r}; valid names: {', '.join(ESTIMATORS)}, "
                    f"or <family>_<size> for a family in {', '.join(FAMILIES)}")
+
+
+def canonical_name(name) -> str:
+  """The name runs of this estimator are filed under (``disarm_2`` -> ``disarm``)."""
+  return get_estimator(name).name
 
 
 def is_valid_estimator(name) -> bool:
@@ -70,15 +102,44 @@ def is_valid_estimator(name) -> bool:
   return True
 
 
+class _CheckedObjective(Objective):
+  """A user's ``f``, checked once per call for what it must return."""
+
+  def __call__(self, bits, relaxed=None, temperature=None):
+    points = bits if relaxed is None else tf.concat([bits, relaxed], axis=0)
+    if relaxed is None:
+      values = self.fn(points)
+    else:  # relaxation-based estimators differentiate f through the relaxed points
+      with tf.GradientTape() as tape:
+        tape.watch(points)
+        values = self.fn(points)
+    if not isinstance(values, (tf.Tensor, tf.Variable)) or not values.dtype.is_floating:
+      raise ValueError(f"f must return a floating-point TensorFlow tensor, got {type(values).__name__}"
+                       f"{'' if not hasattr(values, 'dtype') else ' of dtype ' + str(values.dtype)}: "
+                       "f maps bits [S, *batch, D] to values [S, *batch] with TensorFlow ops")
+    want = points.shape[:-1]
+    if values.shape.rank is not None and want.rank is not None and not values.shape.is_compatible_with(want):
+      raise ValueError(f"f returned shape {values.shape} for bits of shape {points.shape}; f must reduce the "
+                       f"last axis (the D bits) only and return shape {want}: one value per sample and example")
+    if relaxed is not None and tape.gradient(values, points) is None:
+      raise ValueError("this estimator evaluates f at relaxed points in (0, 1)^D and differentiates through "
+                       "them, and f has no gradient there: f must be a differentiable TensorFlow function of b "
+                       "(a smooth continuous extension of f from {0,1}^D, such as its multilinear extension); "
+                       "not NumPy code, tf.round, tf.cast or a lookup")
+    return values
+
+
 def estimate_gradient(estimator, f, logits, seed, num_draws=None, state=None, context=None):
   """Estimates ``d E_{b ~ Bernoulli(sigmoid(logits))}[f(b)] / d logits``.
 
   Args:
     estimator: a registered name (see ``ESTIMATORS``) or an ``Estimator``.
-    f: callable mapping bits ``[S, *batch, D]`` to values ``[S, *batch]``; it
-      must broadcast over leading dimensions.
-    logits: ``[*batch, D]`` logits.
-    seed: int or ``[2]`` int seed; the estimate is a deterministic function of it.
+    f: callable mapping bits ``[S, *batch, D]`` to values ``[S, *batch]`` with
+      TensorFlow ops (it must broadcast over leading dimensions); estimators that
+      need its gradient or its values at relaxed points (``Estimator.needs``) need
+      a smooth continuous extension of it. Its output is checked.
+    logits: ``[*batch, D]`` logits (at least one axis: the bits).
+    seed: an int or a ``[2]`` int seed (int32); the estimate is a deterministic function of it.
     num_draws: ``None`` for one estimate of shape ``logits.shape``; an int ``N``
       for ``N`` independent estimates stacked as ``[N, *logits.shape]`` (computed
       in one vectorised call), e.g. to measure the estimator's variance.
@@ -91,20 +152,29 @@ def estimate_gradient(estimator, f, logits, seed, num_draws=None, state=None, co
   """
   est = get_estimator(estimator)
   logits = tf.convert_to_tensor(logits, tf.float32)
-  seed = as_seed(seed)
+  if logits.shape.rank is None or logits.shape.rank == 0:
+    raise ValueError(f"logits must have at least one axis (the bits, last), got shape {logits.shape}")
+  noise = SeedNoise(seed)
+  if num_draws is not None and (isinstance(num_draws, bool) or not isinstance(num_draws, int) or num_draws < 1):
+    raise ValueError(f"num_draws must be a positive int (or None for one estimate), got {num_draws!r}")
   if state is None and est.has_state:
     context_dim = 0 if context is None else int(context.shape[-1])
     state = est.make_state(int(logits.shape[-1]), context_dim)
-  if num_draws is None:
-    return est.fn(f, logits, seed, state=state, context=context).grad
-  if num_draws < 1:
-    raise ValueError(f"num_draws must be a positive int, got {num_draws}")
-  # Draws become a leading batch dimension; f then sees [S, num_draws, *batch, D].
-  tiled = tf.broadcast_to(logits, [num_draws] + logits.shape.as_list())
-  if context is not None:
-    context = tf.broadcast_to(context, [num_draws] + list(context.shape))
-  return est.fn(f, tiled, seed, state=state, context=context).grad
+  objective = f if isinstance(f, Objective) else _CheckedObjective(f)
+  shape = logits.shape.as_list()
+  if num_draws is not None:
+    # Draws become a leading batch dimension; f then sees [S, num_draws, *batch, D].
+    logits = tf.broadcast_to(logits, [num_draws] + shape)
+    if context is not None:
+      context = tf.broadcast_to(context, [num_draws] + list(context.shape))
+  elif len(shape) == 1:
+    # Estimators (and the parameters of their states) expect at least one batch axis.
+    logits = logits[tf.newaxis]
+    context = None if context is None else context[tf.newaxis]
+    return est.fn(objective, logits, noise, state=state, context=context).grad[0]
+  return est.fn(objective, logits, noise, state=state, context=context).grad
 
 
-__all__ = ["ESTIMATORS", "FAMILIES", "Estimator", "EstimatorOutput", "estimate_gradient", "get_estimator",
-           "is_valid_estimator"]
+__all__ = ["ESTIMATORS", "FAMILIES", "Estimator", "EstimatorOutput", "Needs", "Noise", "Objective", "Params",
+           "SeedNoise", "SeedParams", "Trainable", "as_seed", "canonical_name", "estimate_gradient",
+           "get_estimator", "is_valid_estimator", "register"]

@@ -14,26 +14,34 @@ Reference:
 
 import tensorflow as tf
 
-from estimators.base import Estimator, EstimatorOutput, uniform_noise
+from estimators.base import Estimator, EstimatorOutput
 
 
-def antithetic_pair(logits, seed):
-  """The shared ``u`` and the pair ``(b, b~)`` used by ARM and DisARM, stacked as [2, ...]."""
+def antithetic_pairs(logits, noise, num_pairs=None):
+  """The uniforms ``u`` and the pairs ``(b, b~)`` used by ARM and DisARM.
+
+  One pair (``num_pairs=None``): ``u`` ``[*batch, D]`` and bits ``[2, *batch, D]`` =
+  ``[b, b~]``. ``m`` pairs: ``u`` ``[m, *batch, D]`` and bits ``[2m, *batch, D]`` =
+  ``[b_1 .. b_m, b~_1 .. b~_m]``, each pair from its own ``u``.
+  """
   probs = tf.sigmoid(logits)
-  u = uniform_noise(tf.shape(logits), seed, logits.dtype)
+  u = noise.uniform(logits, num_pairs, open_interval=True)
   b = tf.cast(u < probs, logits.dtype)
   b_tilde = tf.cast(u > 1.0 - probs, logits.dtype)
-  return u, tf.stack([b, b_tilde], axis=0)
+  if num_pairs is None:
+    return u, tf.stack([b, b_tilde], axis=0)
+  return u, tf.concat([b, b_tilde], axis=0)
 
 
-def arm(f, logits, seed, state=None, context=None):
+def arm(f, logits, noise, state=None, context=None):
   del state, context
-  u, bits = antithetic_pair(logits, seed)
+  u, bits = antithetic_pairs(logits, noise)
   f_values = f(bits)                                   # [2, *batch]
   diff = (f_values[1] - f_values[0])[..., tf.newaxis]  # f(b~) - f(b)
   grad = diff * (u - 0.5)
-  return EstimatorOutput(grad=grad, bits=bits, f_values=f_values)
+  return EstimatorOutput(grad=grad, bits=bits, f_values=f_values, num_independent=1)
 
 
-ESTIMATOR = Estimator(name="arm", fn=arm, num_f_evals=2,
-                      description="ARM (Yin & Zhou 2019), antithetic pair, 2 evaluations")
+ESTIMATOR = Estimator(name="arm", fn=arm, num_f_evals=2, label="ARM",
+                      description="ARM, antithetic pair, 2 evaluations",
+                      reference="Yin & Zhou, ICLR 2019")

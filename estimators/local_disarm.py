@@ -1,4 +1,4 @@
-"""Local DisARM for the multi-sample bound, plain and symmetrised.
+"""Local DisARM for the multi-sample bound, plain and symmetrised (``local_disarm_<m>``, ``local_disarm_sym_<m>``).
 
 ``m`` antithetic pairs ``(b_i, b~_i)``, each from its own ``u_i`` exactly as in
 DisARM. The objective is the ``m``-sample bound ``L = log mean_i exp f(b_i)``. For
@@ -21,7 +21,8 @@ import functools
 
 import tensorflow as tf
 
-from estimators.base import Estimator, EstimatorOutput, uniform_noise
+from estimators.arm import antithetic_pairs
+from estimators.base import Estimator, EstimatorOutput, check_num_samples
 
 
 def _pair_signal(f_main, f_other):
@@ -37,14 +38,11 @@ def _pair_signal(f_main, f_other):
   return bound[tf.newaxis] - tf.stack(swapped, axis=0), bound - tf.math.log(float(num_pairs))
 
 
-def local_disarm(f, logits, seed, state=None, context=None, num_pairs=1, symmetrised=False):
+def local_disarm(f, logits, noise, state=None, context=None, num_pairs=1, symmetrised=False):
   del state, context
-  probs = tf.sigmoid(logits)
-  shape = tf.concat([[num_pairs], tf.shape(logits)], axis=0)
-  u = uniform_noise(shape, seed, logits.dtype, member_axis=1)
-  b = tf.cast(u < probs, logits.dtype)                 # [m, *batch, D]
-  b_tilde = tf.cast(u > 1.0 - probs, logits.dtype)
-  f_all = f(tf.concat([b, b_tilde], axis=0))           # [2m, *batch]
+  _, bits = antithetic_pairs(logits, noise, num_pairs)   # [2m, *batch, D]
+  b, b_tilde = bits[:num_pairs], bits[num_pairs:]
+  f_all = f(bits)                                        # [2m, *batch]
   f_b, f_tilde = f_all[:num_pairs], f_all[num_pairs:]
   disagree = tf.abs(b - b_tilde) * tf.sigmoid(tf.abs(logits))
   signal, bound = _pair_signal(f_b, f_tilde)
@@ -57,19 +55,19 @@ def local_disarm(f, logits, seed, state=None, context=None, num_pairs=1, symmetr
         0.5 * tf.stop_gradient(signal_swapped)[..., tf.newaxis] * (1.0 - 2.0 * b) * disagree, 0)
     grad = 0.5 * (grad + grad_swapped)
     objective = 0.5 * (bound + bound_swapped)
-  return EstimatorOutput(grad=grad, bits=tf.concat([b, b_tilde], 0), f_values=f_all, objective=objective)
+  return EstimatorOutput(grad=grad, bits=bits, f_values=f_all, objective=objective, num_independent=num_pairs)
 
 
 def make(num_pairs: int, symmetrised: bool = False) -> Estimator:
-  if num_pairs < 1:
-    raise ValueError(f"local_disarm needs num_pairs >= 1, got {num_pairs}")
-  name = f"local_disarm{'_sym' if symmetrised else ''}_{num_pairs}"
-  return Estimator(name=name,
+  family = "local_disarm_sym" if symmetrised else "local_disarm"
+  check_num_samples(family, num_pairs, minimum=1, noun="antithetic pairs")
+  return Estimator(name=f"{family}_{num_pairs}",
                    fn=functools.partial(local_disarm, num_pairs=num_pairs, symmetrised=symmetrised),
-                   num_f_evals=2 * num_pairs, objective_samples=num_pairs,
-                   eval_bound_samples=2 * num_pairs,
-                   description=f"local DisARM{' (symmetrised)' if symmetrised else ''}, "
-                               f"{num_pairs} antithetic pairs (Dong et al. 2020)")
+                   num_f_evals=2 * num_pairs, bound_samples=num_pairs, bound_estimator=True,
+                   label="Local DisARM (sym.)" if symmetrised else "Local DisARM", family=family, size=num_pairs,
+                   description=f"local DisARM{' (symmetrised)' if symmetrised else ''}, {num_pairs} antithetic pairs",
+                   reference="Dong, Mnih & Tucker, NeurIPS 2020", decoder_sample="estimator",
+                   reference_decoder_reduction="sum")
 
 
 make_symmetrised = functools.partial(make, symmetrised=True)

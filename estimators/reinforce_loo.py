@@ -1,4 +1,4 @@
-"""REINFORCE with a leave-one-out baseline (LOORF).
+"""REINFORCE with a leave-one-out baseline (LOORF), ``reinforce_loo_<K>``.
 
 With ``K`` independent draws ``b_1..b_K ~ Bernoulli(sigmoid(phi))``:
 
@@ -6,7 +6,7 @@ With ``K`` independent draws ``b_1..b_K ~ Bernoulli(sigmoid(phi))``:
 
 ``b - sigmoid(phi)`` is ``d log q(b) / d phi``; the baseline of draw ``k`` uses only
 the other draws, so it is independent of ``b_k`` and the estimate stays unbiased.
-The paper's baseline uses ``K = 2``, the cost of ARM and DisARM.
+The paper's baseline uses ``K = 2`` (``reinforce_loo``), the cost of ARM and DisARM.
 
 References:
   Kool, van Hoof, Welling. "Buy 4 REINFORCE samples, get a baseline for free!"
@@ -18,32 +18,34 @@ import functools
 
 import tensorflow as tf
 
-from estimators.base import Estimator, EstimatorOutput, independent_samples
+from estimators.base import Estimator, EstimatorOutput, check_num_samples, independent_samples
 
 
-def reinforce_loo(f, logits, seed, state=None, context=None, num_samples=2):
+def leave_one_out_mean(values):
+  """``mean_{j != k} values_j`` for every ``k`` along axis 0 (K >= 2)."""
+  k = tf.cast(tf.shape(values)[0], values.dtype)
+  return (tf.reduce_sum(values, axis=0, keepdims=True) - values) / (k - 1.0)
+
+
+def reinforce_loo(f, logits, noise, state=None, context=None, num_samples=2):
   del state, context  # no trainable parameters, no side information
-  if num_samples < 2:
-    raise ValueError(f"reinforce_loo needs num_samples >= 2 for a leave-one-out baseline, got {num_samples}")
+  check_num_samples("reinforce_loo", num_samples)
   probs = tf.sigmoid(logits)
-  bits = independent_samples(logits, seed, num_samples)  # [K, *batch, D]
-  f_values = f(bits)                                           # [K, *batch]
-  k = tf.cast(num_samples, logits.dtype)
-  baseline = (tf.reduce_sum(f_values, axis=0, keepdims=True) - f_values) / (k - 1.0)
-  signal = (f_values - baseline)[..., tf.newaxis]
+  bits = independent_samples(logits, noise, num_samples)  # [K, *batch, D]
+  f_values = f(bits)                                      # [K, *batch]
+  signal = (f_values - leave_one_out_mean(f_values))[..., tf.newaxis]
   grad = tf.reduce_mean(signal * (bits - probs), axis=0)
-  return EstimatorOutput(grad=grad, bits=bits, f_values=f_values)
+  return EstimatorOutput(grad=grad, bits=bits, f_values=f_values, num_independent=num_samples)
 
 
 def make(num_samples: int = 2) -> Estimator:
-  if num_samples < 2:
-    raise ValueError(f"reinforce_loo needs num_samples >= 2 for a leave-one-out baseline, got {num_samples}")
+  check_num_samples("reinforce_loo", num_samples)
   return Estimator(
       name="reinforce_loo" if num_samples == 2 else f"reinforce_loo_{num_samples}",
-      fn=functools.partial(reinforce_loo, num_samples=num_samples),
-      num_f_evals=num_samples,
+      fn=functools.partial(reinforce_loo, num_samples=num_samples), num_f_evals=num_samples,
+      label="REINFORCE LOO", family="reinforce_loo", size=num_samples,
       description=f"REINFORCE with leave-one-out baseline, K={num_samples} samples",
-  )
+      reference="Kool, van Hoof & Welling, 2019")
 
 
 ESTIMATOR = make(2)

@@ -1,4 +1,4 @@
-"""VIMCO: leave-one-out control variates for the K-sample bound.
+"""VIMCO: leave-one-out control variates for the K-sample bound, ``vimco_<K>``.
 
 ``K`` independent draws ``b_k ~ q``, ``f_k = f(b_k)``, bound ``L = log mean_k exp f_k``.
 Each sample's learning signal is ``L - L_{-k}``, where ``L_{-k}`` is ``L`` with ``f_k``
@@ -22,26 +22,25 @@ import functools
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from estimators.base import Estimator, EstimatorOutput, independent_samples
+from estimators.base import Estimator, EstimatorOutput, check_num_samples, independent_samples
 
 
-def vimco(f, logits, seed, state=None, context=None, num_samples=2):
+def vimco(f, logits, noise, state=None, context=None, num_samples=2):
   del state, context
-  if num_samples < 2:
-    raise ValueError(f"vimco needs num_samples >= 2 for its leave-one-out baselines, got {num_samples}")
+  check_num_samples("vimco", num_samples)
   probs = tf.sigmoid(logits)
-  bits = independent_samples(logits, seed, num_samples)  # [K, *batch, D]
+  bits = independent_samples(logits, noise, num_samples)        # [K, *batch, D]
   f_values = f(bits)                                            # [K, *batch]
   swapped, bound = tfp.stats.log_soomean_exp(f_values, axis=0)  # L_{-k} [K, *batch], L [*batch]
   signal = tf.stop_gradient(bound[tf.newaxis] - swapped)[..., tf.newaxis]
   grad = tf.reduce_sum(signal * (bits - probs), axis=0)
-  return EstimatorOutput(grad=grad, bits=bits, f_values=f_values, objective=bound)
+  return EstimatorOutput(grad=grad, bits=bits, f_values=f_values, objective=bound, num_independent=num_samples)
 
 
 def make(num_samples: int) -> Estimator:
-  if num_samples < 2:
-    raise ValueError(f"vimco needs num_samples >= 2, got {num_samples}")
+  check_num_samples("vimco", num_samples)
   return Estimator(name=f"vimco_{num_samples}", fn=functools.partial(vimco, num_samples=num_samples),
-                   num_f_evals=num_samples, objective_samples=num_samples,
-                   eval_bound_samples=num_samples,
-                   description=f"VIMCO (Mnih & Rezende 2016), {num_samples}-sample bound")
+                   num_f_evals=num_samples, bound_samples=num_samples, bound_estimator=True, label="VIMCO", family="vimco",
+                   size=num_samples, description=f"VIMCO, {num_samples}-sample bound",
+                   reference="Mnih & Rezende, ICML 2016", decoder_sample="estimator",
+                   reference_decoder_reduction="sum")
