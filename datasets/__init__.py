@@ -8,6 +8,7 @@
 from datasets.binarize import binarize
 from datasets.loaders import (
     DATASETS,
+    SPLIT_SIZES,
     DataError,
     Splits,
     clear_cache,
@@ -17,6 +18,7 @@ from datasets.loaders import (
 
 __all__ = [
     "DATASETS",
+    "SPLIT_SIZES",
     "DataError",
     "Splits",
     "binarize",

@@ -71,6 +71,14 @@ OMNIGLOT_PERMUTATION_SEED = 0
 _OMNIGLOT_PROCESSING_VERSION = "omniglot28-area-v1"
 _RESIZE_CHUNK = 2048
 
+# Images in the train / valid / test splits of each dataset (PROTOCOL.md section 4), known
+# without reading the files, so that impossible settings are refused up front.
+SPLIT_SIZES = {
+    "mnist": (IDX_N_TRAIN, IDX_TRAIN_COUNT - IDX_N_TRAIN, IDX_TEST_COUNT),
+    "fashion_mnist": (IDX_N_TRAIN, IDX_TRAIN_COUNT - IDX_N_TRAIN, IDX_TEST_COUNT),
+    "omniglot": (OMNIGLOT_N_TRAIN, OMNIGLOT_TRAIN_POOL - OMNIGLOT_N_TRAIN, OMNIGLOT_TOTAL - OMNIGLOT_TRAIN_POOL),
+}
+
 REQUIRED_FILES = {
     "mnist": (IDX_TRAIN_FILE, IDX_TEST_FILE),
     "fashion_mnist": (IDX_TRAIN_FILE, IDX_TEST_FILE),
@@ -143,11 +151,17 @@ def _normalize_name(name) -> str:
 # Public entry point.
 
 
-def load_dataset(name, data_dir=None) -> Splits:
-    """Loads one of DATASETS as train/valid/test pixel intensities (PROTOCOL section 4)."""
+def load_dataset(name, data_dir=None, allow_download=False) -> Splits:
+    """Loads one of DATASETS as train/valid/test pixel intensities (PROTOCOL section 4).
+
+    The raw files are read from the data directory (``resolve_data_dir``). The
+    ``tensorflow_datasets`` download is tried only when no data directory exists at all,
+    or when ``allow_download`` is set; a data directory without the dataset's files is
+    otherwise an immediate ``DataError`` naming the folder (no minutes of network retries).
+    """
     key = _normalize_name(name)
     resolved = resolve_data_dir(data_dir)
-    return _load_cached(key, resolved)
+    return _load_cached(key, resolved, bool(allow_download))
 
 
 def clear_cache() -> None:
@@ -156,14 +170,14 @@ def clear_cache() -> None:
 
 
 @functools.lru_cache(maxsize=None)
-def _load_cached(name: str, data_dir: Optional[str]) -> Splits:
-    splits = _load_uncached(name, data_dir)
+def _load_cached(name: str, data_dir: Optional[str], allow_download: bool = False) -> Splits:
+    splits = _load_uncached(name, data_dir, allow_download)
     for array in (splits.train, splits.valid, splits.test, splits.mean_train):
         array.setflags(write=False)
     return splits
 
 
-def _load_uncached(name: str, data_dir: Optional[str]) -> Splits:
+def _load_uncached(name: str, data_dir: Optional[str], allow_download: bool = False) -> Splits:
     required = REQUIRED_FILES[name]
     if data_dir is not None:
         if not os.path.isdir(data_dir):
@@ -186,6 +200,13 @@ def _load_uncached(name: str, data_dir: Optional[str]) -> Splits:
                 f"{_fix_hint(name)}"
             )
         where = f"the data directory {data_dir} (looked in {folder}/)"
+        if not allow_download:
+            raise DataError(
+                f"No {name} files in {folder}: {', '.join(required)} are missing from the data "
+                f"directory {data_dir}. {_fix_hint(name)} Or pass --allow_download "
+                "(load_dataset(..., allow_download=True)) to fetch it with tensorflow_datasets, "
+                "which needs a network."
+            )
     else:
         where = (
             f"any data directory (no data_dir argument, ${DATA_DIR_ENV} unset, and the "
