@@ -19,30 +19,56 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from contracts.settings import setting_fields  # noqa: E402
+
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("preset", "quick", ["quick", "reduced", "paper", "multisample", "hierarchical", "none"],
-                  "Named grid: quick (minutes on 2 CPU cores), reduced (the committed ~2 h sweep), "
-                  "paper (the paper's single-layer grid, 5 seeds, 10^6 steps), multisample (VIMCO with "
-                  "2m samples against local DisARM with m pairs, m in 1, 5, 10), hierarchical (2-4 "
-                  "stochastic layers, per-layer estimators), none (flags only).")
+PRESET_NAMES = ("quick", "reduced", "paper", "multisample", "hierarchical", "rodeo", "rodeo_hierarchical", "none")
+flags.DEFINE_enum("preset", "quick", PRESET_NAMES,
+                  "Named grid (training/presets.py): quick (minutes on 2 CPU cores), reduced (the committed "
+                  "~2 h sweep), paper (the DisARM paper's single-layer grid, 5 seeds, 10^6 steps), multisample "
+                  "(VIMCO with 2m samples against local DisARM with m pairs, m in 1, 5, 10), hierarchical (2-4 "
+                  "stochastic layers, one estimate per layer), rodeo (the RODEO paper's Tables 1-2 grid and "
+                  "protocol), rodeo_hierarchical (its Table 5), none (flags only).")
 flags.DEFINE_list("datasets", None, "Datasets: mnist, fashion_mnist, omniglot. Overrides the preset.")
 flags.DEFINE_list("models", None, "Models: linear, nonlinear, linear_2layer, linear_3layer, linear_4layer. "
                   "Overrides the preset.")
-flags.DEFINE_list("basket", None, "Variance basket: estimators whose encoder-gradient variance is measured at "
-                  "every evaluation at the run's own parameters (basket_var_<name> columns), e.g. "
-                  "reinforce_loo,arm,disarm. Single-layer models, single-sample estimators.")
-flags.DEFINE_integer("basket_draws", None, "Independent estimates per basket measurement (default 20).")
-flags.DEFINE_bool("share_upper_noise", None, "Hierarchical models: the two completions of a layer's pair share "
-                  "the uniform noise of the layers above.")
-flags.DEFINE_list("estimators", None, "Estimators by registry name: reinforce_loo, arm, disarm, relax; "
-                  "vimco_<K>, local_disarm_<m>, local_disarm_sym_<m> for the multi-sample bounds; "
-                  "reinforce_loo_<K>. Overrides the preset.")
-flags.DEFINE_list("seeds", None, "Integer seeds, e.g. 0,1,2. Overrides the preset.")
-flags.DEFINE_integer("num_steps", None, "Training steps per run. Overrides the preset.")
-flags.DEFINE_integer("eval_every", None, "Steps between evaluations (paper: 1000). Overrides the preset.")
-flags.DEFINE_integer("bound_every", None, "Steps between 100-sample bounds; a multiple of eval_every. "
-                     "The final evaluation always has them. Overrides the preset.")
-flags.DEFINE_integer("batch_size", None, "Training batch size (paper: 50). Overrides the preset.")
+flags.DEFINE_list("estimators", None, "Estimators by registry name (README, 'Estimators'), e.g. "
+                  "reinforce_loo,arm,disarm,relax; <family>_<K> for the families (vimco_10, arms_3, rodeo_4). "
+                  "Overrides the preset.")
+flags.DEFINE_list("seeds", None, "Integer seeds in 0..2147483647, e.g. 0,1,2. Overrides the preset.")
+
+
+def _define_setting_flags():
+  """One flag per run setting (contracts/settings.py); given explicitly, it overrides the preset."""
+  for field in setting_fields():
+    meta = field.metadata
+    if not meta["flag"]:
+      continue
+    text = meta["help"] + f" Default: {field.default!r} (DisARM reference), or the preset's."
+    if meta["choices"]:
+      flags.DEFINE_enum(field.name, None, list(meta["choices"]), text)
+    elif meta["kind"] is bool:
+      flags.DEFINE_bool(field.name, None, text)
+    elif meta["kind"] is int:
+      flags.DEFINE_integer(field.name, None, text)
+    elif meta["kind"] is float:
+      flags.DEFINE_float(field.name, None, text)
+    elif meta["kind"] is tuple:
+      flags.DEFINE_list(field.name, None, text)
+    else:  # pragma: no cover - a new kind of setting needs a flag type here
+      raise TypeError(f"no flag type for setting {field.name} of kind {meta['kind']}")
+
+
+_define_setting_flags()
+flags.DEFINE_bool("extend", False, "Let a rerun add datasets, models, estimators or seeds to an existing sweep, or "
+                  "lengthen its runs (larger --num_steps: finished runs resume to the new length). Without it a "
+                  "rerun whose grid or settings differ from the sweep's is refused.")
+flags.DEFINE_bool("allow_download", False, "Let the loaders download a dataset with tensorflow_datasets when its "
+                  "files are not in the data folder (needs a network); without it a missing dataset is an error.")
+flags.DEFINE_bool("restart_damaged", False, "Train runs whose own files are damaged (unreadable config.json, "
+                  "metrics.csv or checkpoint; marked failed by an earlier sweep) again from step 0.")
+flags.DEFINE_list("estimator_modules", [], "Python modules (importable from the repository root) that register "
+                  "estimators of your own with estimators.register(...), e.g. my_estimators.adaptive_loo.")
 flags.DEFINE_string("results_dir", "results", "Root folder of all sweeps.")
 flags.DEFINE_string("sweep_name", None, "Sweep folder under results_dir (default: the preset's name, "
                     "or 'custom' with --preset=none).")
@@ -63,8 +89,6 @@ flags.DEFINE_bool("rebuild_summary", False, "Only rebuild summary.csv (and the r
 flags.DEFINE_bool("check", False, "Only check the sweep's run folders against their configs (steps on the "
                   "evaluation cadence, each once, DONE.json consistent, columns, summary.csv); exit code 1 "
                   "if any problem is found.")
-flags.DEFINE_integer("num_bound_samples", None, "Samples K of the K-sample bounds (paper: 100; tests use "
-                     "a few). Overrides the preset.")
 flags.DEFINE_enum("executor", "local", ["local", "ray"], "Where runs train: local (--workers processes on "
                   "this machine) or ray (one Ray task per run; see README, 'Running at scale').")
 flags.DEFINE_integer("workers", 1, "Local worker processes training runs in parallel (1: in the driver's "
@@ -84,13 +108,14 @@ flags.DEFINE_integer("max_retries", 2, "Retries of a run whose worker process (o
 
 
 def build_grid():
-  import dataclasses
-  from training.sweep import PRESETS, Grid
+  """The grid: the preset's, with every grid flag and setting flag given explicitly applied on top."""
+  from contracts.settings import Grid, check_seed
+  from training.presets import PRESETS
   if FLAGS.preset == "none":
     needed = [n for n in ("datasets", "models", "estimators", "seeds", "num_steps") if FLAGS[n].value is None]
     if needed:
       raise app.UsageError(f"--preset=none needs --{', --'.join(needed)}")
-    base = Grid(datasets=(), models=(), estimators=(), seeds=(), num_steps=1)
+    base = Grid(datasets=(), models=(), estimators=(), seeds=())
   else:
     base = PRESETS[FLAGS.preset]
   overrides = {}
@@ -100,19 +125,23 @@ def build_grid():
   if FLAGS.seeds is not None:
     try:
       overrides["seeds"] = tuple(int(s) for s in FLAGS.seeds)
-    except ValueError:
-      raise app.UsageError(f"--seeds must be integers separated by commas, got {','.join(FLAGS.seeds)}")
-  if FLAGS.basket is not None:
-    overrides["basket"] = tuple(v.strip() for v in FLAGS.basket if v.strip())
-  for name in ("num_steps", "eval_every", "bound_every", "batch_size", "num_bound_samples", "basket_draws",
-               "share_upper_noise"):
-    if FLAGS[name].value is not None:
-      overrides[name] = FLAGS[name].value
+      for seed in overrides["seeds"]:
+        check_seed(seed)
+    except ValueError as e:
+      raise app.UsageError(f"--seeds must be whole numbers in 0..2147483647 separated by commas, got "
+                           f"{','.join(FLAGS.seeds)} ({e})")
+  for field in setting_fields():
+    value = FLAGS[field.name].value if field.name in FLAGS else None
+    if value is not None:
+      overrides[field.name] = tuple(v.strip() for v in value if v.strip()) if field.metadata["kind"] is tuple \
+          else value
   if "eval_every" in overrides and "bound_every" not in overrides and base.bound_every % overrides["eval_every"]:
     overrides["bound_every"] = overrides["eval_every"]
-  grid = dataclasses.replace(base, **overrides)
+  grid = base.replace(**overrides)
   try:
-    grid.validate()
+    from training.validation import canonical_grid, validate_grid
+    grid = canonical_grid(grid)
+    validate_grid(grid)
   except ValueError as e:
     raise app.UsageError(str(e))
   return grid
@@ -130,6 +159,13 @@ def main(argv):
     text, problems = integrity.format_report(integrity.check_sweep(sweep_dir), sweep_dir)
     print(text)
     return 1 if problems else 0
+  if FLAGS.estimator_modules:
+    from training.executors import import_plugins
+    try:
+      import_plugins(FLAGS.estimator_modules)
+    except ImportError as e:
+      raise app.UsageError(f"--estimator_modules: cannot import {e.name or e} ({e}); give module paths importable "
+                           "from the repository root, e.g. my_estimators.adaptive_loo")
   grid = None if FLAGS.rebuild_summary else build_grid()
   executor = None if FLAGS.rebuild_summary else make_executor()
   ensure_writable(sweep_dir)
@@ -139,18 +175,33 @@ def main(argv):
     results_io.rebuild_summary(sweep_dir)
   else:
     from training.sweep import run_sweep
-    run_sweep(grid, sweep_dir, data_dir=FLAGS.data_dir, tensorboard=FLAGS.tensorboard,
-              retry_failed=FLAGS.retry_failed, executor=executor, max_stack=FLAGS.stack)
+    summary = run_sweep(grid, sweep_dir, data_dir=FLAGS.data_dir, tensorboard=FLAGS.tensorboard,
+                        retry_failed=FLAGS.retry_failed, executor=executor, max_stack=FLAGS.stack,
+                        extend=FLAGS.extend, plugins=tuple(FLAGS.estimator_modules),
+                        allow_download=FLAGS.allow_download, restart_damaged=FLAGS.restart_damaged)
   print(f"summary: {os.path.join(sweep_dir, 'summary.csv')}")
   toy = FLAGS.toy if FLAGS.toy != "auto" else {"quick": "quick", "reduced": "full"}.get(FLAGS.preset, "none")
   if toy != "none" and not FLAGS.rebuild_summary:
-    from training.toy import QUICK, run_toy
+    from experiments.toy import QUICK, run_toy
     print(f"toy problem ({toy}): {os.path.join(sweep_dir, 'toy')}")
     run_toy(os.path.join(sweep_dir, "toy"), **(QUICK if toy == "quick" else {}))
   if FLAGS.report:
     from plots import make_report
     print(f"report: {make_report(sweep_dir, published_csv=FLAGS.published)}")
+  if not FLAGS.rebuild_summary:
+    failed = summary[summary["status"].isin(["failed", "invalid"])]
+    if len(failed):
+      print(f"error: {len(failed)} run(s) failed or have damaged files (their FAILED.json and summary.csv's reason "
+            f"say why): {', '.join(failed['run_id'])}. The other runs finished; --retry_failed retries runs that "
+            "stopped on a non-finite loss, --restart_damaged trains damaged ones again from step 0.",
+            file=sys.stderr)
+      return EXIT_RUNS_FAILED
   return 0
+
+
+# Exit codes: 0 all runs finished; 1 --check found problems (or a flag the parser refused);
+# 2 bad input or environment (one "error:" line); 3 the sweep finished but runs failed.
+EXIT_RUNS_FAILED = 3
 
 
 def make_executor():

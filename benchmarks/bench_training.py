@@ -1,51 +1,70 @@
 #!/usr/bin/env python3
-"""Throughput of stacked training, cost of evaluation, projected sweep time (benchmarks/README.md).
+"""Training and evaluation speed on this machine, against its arithmetic (benchmarks/README.md).
 
-  python3 benchmarks/bench_training.py            # the full table, ~8 minutes on 2 cores
-  python3 benchmarks/bench_training.py --quick    # linear model only, fewer repetitions
+  python3 -m benchmarks.bench_training                  # the full table (~10 minutes on 2 CPU cores)
+  python3 -m benchmarks.bench_training --quick          # linear DisARM and evaluation only
+  python3 -m benchmarks.bench_training --stacks=1,5,20,120 --xla   # on a GPU
 
-Rows:
-  * ``train``: member-steps per second of ``Trainer.train(block)`` (``block`` steps per
-    ``tf.function`` call, batches gathered and binarised in the graph) for stacks of
-    S runs (S = 1: one run per graph; S = 5: the paper's five seeds in one graph);
-  * ``evaluation``: one full evaluation of one run (train-ELBO pass over the 50,000
-    training images plus the 100-sample bounds on the 10,000 validation and 10,000
-    test images), split into its parts;
-  * ``paper preset``: the projected wall time of ``run_benchmarks.py --preset=paper``
-    (120 runs x 10^6 steps, an evaluation every 1,000 steps) from the rows above,
-    against the core issue's straightforward baseline (7 ms per step, 40 s per
-    evaluation), and with ``--bound_every=10000``.
-Each figure is the median over ``--repetitions`` timed calls after a warm-up call.
+Prints first the machine (CPU model and its vector extensions, cores, TensorFlow,
+devices) and a reference rate: TensorFlow's float32 matrix product of the evaluation's
+shape (100,000 x 200 x 784), so that every figure can be read against the hardware.
+Then, each the median of ``--repetitions`` timed calls after a warm-up call:
+
+* ``step``: milliseconds per training step (``Trainer.train(block)``) for one run, or
+  per member-step for stacks of S runs in one graph, with the run settings of the
+  named preset (DisARM protocol: batch 50; ``rodeo``: batch 100), per model and
+  estimator, and each estimator's step time relative to DisARM's;
+* ``evaluation``: one full evaluation of one run (the train-ELBO pass over the
+  training split and the 100-sample bounds on valid and test), split into its parts,
+  with the FLOPs of the bounds' decoder products and the rate achieved;
+* ``projection``: one paper-protocol run (10^6 steps, an evaluation every 1,000 with
+  the bounds) and every preset's total, from the rows above.
+
+``--data_dir`` / ``--allow_download`` are the driver's data options.
 """
 
 import os
+import platform
 import statistics
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from datasets import load_dataset  # noqa: E402
-from training.config import RunConfig  # noqa: E402
-from training.sweep import PRESETS  # noqa: E402
-from training.trainer import Trainer  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_bool("quick", False, "Linear model only, 2 repetitions.")
+flags.DEFINE_bool("quick", False, "Linear DisARM, one evaluation per model, 2 repetitions.")
 flags.DEFINE_list("models", ["linear", "nonlinear"], "Models to time.")
-flags.DEFINE_list("estimators", ["disarm", "relax"], "Estimators to time.")
-flags.DEFINE_list("stacks", ["1", "5"], "Stack sizes S to time.")
-flags.DEFINE_integer("block", 100, "Training steps per timed call.")
+flags.DEFINE_list("estimators", ["disarm", "relax"], "Estimators to time (the paper protocol).")
+flags.DEFINE_list("new_estimators", ["arms_3", "double_cv_3", "rodeo_3", "rodeo_2", "arms_4", "rodeo_4"],
+                  "Estimators timed under the RODEO protocol (nonlinear, batch 100) against DisARM there.")
+flags.DEFINE_list("stacks", ["1", "5"], "Stack sizes S to time (runs trained in one graph).")
+flags.DEFINE_integer("block", 500, "Training steps per timed call.")
 flags.DEFINE_integer("repetitions", 3, "Timed calls per figure (the median is reported).")
-flags.DEFINE_bool("training", True, "Time the training throughput.")
+flags.DEFINE_bool("training", True, "Time training steps.")
 flags.DEFINE_bool("evaluation", True, "Time one full evaluation per model.")
 flags.DEFINE_bool("xla", False, "Compile the training block with XLA (on a GPU this usually pays).")
+flags.DEFINE_string("data_dir", None, "Folder with the raw dataset files (the driver's --data_dir).")
+flags.DEFINE_bool("allow_download", False, "Let the loader fall back to tensorflow_datasets (network).")
 
-BASELINE_MS_PER_STEP, BASELINE_S_PER_EVAL = 7.0, 40.0  # the core issue's straightforward loop
+
+def cpu_description():
+  """'<model name> (<cores> cores; AVX2, AVX-512 ...)' from /proc/cpuinfo where there is one."""
+  model, flags_seen = platform.processor() or platform.machine(), set()
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+          model = value.strip()
+        elif key.strip() == "flags":
+          flags_seen = set(value.split())
+  except OSError:
+    pass
+  extensions = [name for name, flag in (("AVX2", "avx2"), ("FMA", "fma"), ("AVX-512F", "avx512f"),
+                                        ("AVX-512 BF16", "avx512_bf16")) if flag in flags_seen]
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  return f"{model} ({cores} cores; {', '.join(extensions) or 'no AVX2'})"
 
 
 def median_time(fn, repetitions):
@@ -58,84 +77,122 @@ def median_time(fn, repetitions):
   return statistics.median(times)
 
 
-def configs(model, estimator, size):
-  return [RunConfig("mnist", model, estimator, seed=s, num_steps=10**6) for s in range(size)]
-
-
-def format_hours(seconds):
-  return f"{seconds / 3600:,.0f} h ({seconds / 86400:,.1f} days)"
+def matmul_rate(tf, rows=100_000, inner=200, cols=784, repetitions=5):
+  """GFLOP/s of TensorFlow's float32 product [rows, inner] x [inner, cols] (the evaluation's shape)."""
+  a = tf.random.uniform([rows, inner])
+  b = tf.random.uniform([inner, cols])
+  product = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+  seconds = median_time(lambda: product().numpy(), repetitions)
+  return 2.0 * rows * inner * cols / seconds / 1e9
 
 
 def main(argv):
   del argv
-  models = ["linear"] if FLAGS.quick else FLAGS.models
-  reps = 2 if FLAGS.quick else FLAGS.repetitions
+  import tensorflow as tf
+
+  from contracts.settings import RunConfig
+  from datasets import load_dataset
+  from training.presets import PRESETS
+  from training.trainer import Trainer
+
+  quick = FLAGS.quick
+  models = ["linear"] if quick else FLAGS.models
+  estimators = ["disarm"] if quick else FLAGS.estimators
+  reps = 2 if quick else FLAGS.repetitions
   stacks = [int(s) for s in FLAGS.stacks]
-  splits = load_dataset("mnist")
-  devices = [d.device_type for d in tf.config.list_physical_devices()]
   gpus = [tf.config.experimental.get_device_details(d).get("device_name", "GPU")
           for d in tf.config.list_physical_devices("GPU")]
-  print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores, devices: {devices} {gpus}")
-  print(f"median of {reps} timed calls after a warm-up; training blocks of {FLAGS.block} steps, batch 50, MNIST")
-  print(f"{'model':10s} {'estimator':9s} {'what':30s} {'value':>30s}")
-  throughput = {}  # (model, estimator, S) -> member-steps/s
-  for model in models if FLAGS.training else []:
-    for estimator in FLAGS.estimators:
-      for size in stacks:
-        trainer = Trainer(configs(model, estimator, size), splits, train_jit=FLAGS.xla)
-        seconds = median_time(lambda: trainer.train(FLAGS.block), reps)
-        rate = size * FLAGS.block / seconds
-        throughput[model, estimator, size] = rate
-        gain = (f"  ({rate / throughput[model, estimator, stacks[0]]:.2f}x S={stacks[0]})"
-                if size != stacks[0] else "")
-        print(f"{model:10s} {estimator:9s} {'train, S=' + str(size):30s} "
-              f"{rate:12.1f} member-steps/s{gain}", flush=True)
-  evaluation = {}  # model -> (seconds of the train-ELBO pass, seconds of the two bounds), one run
+  print(f"machine: {cpu_description()}; GPUs: {', '.join(gpus) or 'none'}; TensorFlow {tf.__version__}")
+  print(f"reference: TensorFlow float32 matmul 100,000 x 200 x 784: {matmul_rate(tf):.0f} GFLOP/s")
+  print(f"median of {reps} timed calls after a warm-up; training blocks of {FLAGS.block} steps; MNIST", flush=True)
+  splits = {}
+
+  def data(name):
+    if name not in splits:
+      splits[name] = load_dataset(name, FLAGS.data_dir, allow_download=FLAGS.allow_download)
+    return splits[name]
+
+  def step_ms(preset, model, estimator, size):
+    settings = PRESETS[preset].settings_for("mnist")
+    configs = [RunConfig("mnist", model, estimator, s, settings) for s in range(size)]
+    trainer = Trainer(configs if size > 1 else configs[0], data("mnist"), train_jit=FLAGS.xla)
+    seconds = median_time(lambda: trainer.train(FLAGS.block), reps)
+    return 1000.0 * seconds / (FLAGS.block * size)
+
+  steps = {}
+  if FLAGS.training:
+    print(f"{'protocol':9s} {'model':10s} {'estimator':12s} {'S':>4s} {'ms/member-step':>15s} {'steps/s':>9s}"
+          f" {'vs DisARM':>9s}")
+    rows = [("paper", m, e) for m in models for e in estimators]
+    if not quick:
+      rows.append(("rodeo", "nonlinear", "disarm"))
+      rows += [("rodeo", "nonlinear", e) for e in FLAGS.new_estimators]
+    for preset, model, estimator in rows:
+      for size in stacks if preset == "paper" else [1]:
+        ms = step_ms(preset, model, estimator, size)
+        steps[preset, model, estimator, size] = ms
+        base = steps.get((preset, model, "disarm", size))
+        ratio = f"{ms / base:8.2f}x" if base else ""
+        print(f"{preset:9s} {model:10s} {estimator:12s} {size:4d} {ms:15.3f} {1000 / ms:9.0f} {ratio:>9s}",
+              flush=True)
+  evaluation = {}
   if FLAGS.evaluation:
     for model in models:
-      trainer = Trainer(configs(model, "disarm", 1), splits)
-      parts = {"elbo": [], "bounds": []}
+      trainer = Trainer(RunConfig("mnist", model, "disarm", 0, PRESETS["paper"].settings), data("mnist"))
+      parts = {"elbo": [], "valid": [], "test": []}
 
       def evaluate():
         t0 = time.perf_counter()
         trainer.train_elbo()
         t1 = time.perf_counter()
         trainer.bound("valid")
-        trainer.bound("test")
         t2 = time.perf_counter()
+        trainer.bound("test")
+        t3 = time.perf_counter()
         parts["elbo"].append(t1 - t0)
-        parts["bounds"].append(t2 - t1)
+        parts["valid"].append(t2 - t1)
+        parts["test"].append(t3 - t2)
+
       seconds = median_time(evaluate, reps)
-      elbo, bounds = statistics.median(parts["elbo"][1:]), statistics.median(parts["bounds"][1:])
-      evaluation[model] = (elbo, bounds)
-      print(f"{model:10s} {'-':9s} {'full evaluation, one run':30s} {seconds:12.1f} s "
-            f"(train ELBO {elbo:.1f} s, two 100-sample bounds {bounds:.1f} s)", flush=True)
-  if set(models) >= {"linear", "nonlinear"} and evaluation and throughput and "disarm" in FLAGS.estimators:
-    project(throughput, evaluation, max(stacks))
+      elbo, valid, test = (statistics.median(parts[k][1:]) for k in ("elbo", "valid", "test"))
+      evaluation[model] = seconds
+      decoder_flop = 2 * (200 * 784 + (0 if model == "linear" else 2 * 200 * 200))
+      bound_gflop = 2 * 10_000 * 100 * decoder_flop / 1e9
+      print(f"evaluation {model:10s} {seconds:6.2f} s: train ELBO {elbo:.2f} s, valid bound {valid:.2f} s, "
+            f"test bound {test:.2f} s; the bounds' decoder products {bound_gflop:.0f} GFLOP at "
+            f"{bound_gflop / (valid + test):.0f} GFLOP/s", flush=True)
+  if FLAGS.training and FLAGS.evaluation:
+    project(steps, evaluation, PRESETS, stacks[0])
 
 
-def project(throughput, evaluation, size):
-  """Projected wall time of the paper preset, one stack of ``size`` runs at a time."""
-  grid = PRESETS["paper"]
-  num_evals = grid.num_steps // grid.eval_every
-  runs = list(grid.configs())
-  totals = {}
-  for bound_every in (grid.bound_every, 10 * grid.bound_every):
-    total = 0.0
-    for config in runs:
-      # Estimators not timed here cost like DisARM (REINFORCE LOO and ARM: two
-      # evaluations of f per step, the same products).
-      estimator = config.estimator if (config.model, config.estimator, size) in throughput else "disarm"
-      elbo, bounds = evaluation[config.model]
-      total += (config.num_steps / throughput[config.model, estimator, size]
-                + num_evals * elbo + (grid.num_steps // bound_every) * bounds)
-    totals[bound_every] = total
-  baseline = len(runs) * (grid.num_steps * BASELINE_MS_PER_STEP / 1000 + num_evals * BASELINE_S_PER_EVAL)
-  print(f"paper preset, {len(runs)} runs x {grid.num_steps:,} steps, stacks of S={size}:")
-  print(f"  baseline (7 ms/step, 40 s/evaluation):        {format_hours(baseline)}")
-  for bound_every, total in totals.items():
-    print(f"  this suite, 100-sample bounds every {bound_every:>6,}: {format_hours(total)} "
-          f"= {baseline / total:.1f}x faster")
+def project(steps, evaluation, presets, size):
+  """One paper-protocol run and every timed preset, one run (or stack) at a time."""
+  for model in evaluation:
+    if ("paper", model, "disarm", size) in steps:
+      hours = (10 ** 6 * steps["paper", model, "disarm", size] / 1000 + 1000 * evaluation[model]) / 3600
+      print(f"projection: one paper-protocol run, {model} DisARM: {hours:.2f} h "
+            f"(10^6 steps at {steps['paper', model, 'disarm', size]:.2f} ms, 1,000 evaluations at "
+            f"{evaluation[model]:.1f} s)")
+  for name in ("paper", "hierarchical", "multisample", "rodeo"):
+    grid = presets[name]
+    total, missing = 0.0, set()
+    for config in grid.configs():
+      model = config.model if config.model in evaluation else "linear"
+      protocol = "rodeo" if name == "rodeo" else "paper"
+      key = (protocol, config.model, config.estimator, size if protocol == "paper" else 1)
+      ms = steps.get(key) or steps.get((protocol, config.model, "disarm", key[3])) or \
+          steps.get(("paper", model, "disarm", size))
+      if key not in steps:
+        missing.add(config.estimator)
+      if ms is None or model not in evaluation:
+        break
+      evals = config.num_steps // config.eval_every
+      total += config.num_steps * ms / 1000 + evals * evaluation[model]
+    else:
+      note = f" (not timed, counted as DisARM: {', '.join(sorted(missing))})" if missing else ""
+      print(f"projection: preset {name}, {len(list(grid.configs()))} runs one after another: "
+            f"{total / 3600:,.0f} h{note}")
+
 
 if __name__ == "__main__":
   app.run(main)

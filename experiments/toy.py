@@ -5,7 +5,7 @@
 Maximising E[f] pushes every sigma(phi_d) to 1, but the signal is tiny: per bit the
 exact gradient is ``(1 - 2 p0) * s * (1 - s)`` with ``s = sigma(phi_d)``.
 
-    python -m training.toy --out_dir=results/<sweep>/toy [--quick] [--plot]
+    python -m experiments.toy --out_dir=results/<sweep>/toy [--quick] [--plot]
 
 writes ``toy_variance.csv`` and ``toy_training.csv`` in the format ``plots/`` reads
 (``plots/loading.py``: pass ``out_dir = <sweep>/toy`` and ``plots.figures.write_toy_figures(<sweep>)``
@@ -16,7 +16,9 @@ Entry points:
     ``phi = logit(sigma)``, for each sigma of a grid, next to the exact variance where
     this module knows it (``exact_variance``).
   * ``train_curve``: Adam on phi from phi = 0, the whole loop in one ``tf.function``,
-    mean over bits of sigma(phi) every ``log_every`` steps.
+    mean over bits of sigma(phi) every ``log_every`` steps. Each step's gradients come
+    from the suite's gradient engine (``training.engine``), with the toy problem as a
+    one-layer model whose encoder logits are phi (``ToyModel``).
   * ``run_toy``: both CSVs for estimators x p0 (x seeds), written atomically, skipped
     when ``toy_config.json`` says the CSV on disk was made with the same parameters.
 
@@ -88,10 +90,10 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from estimators import ESTIMATORS, estimate_gradient, get_estimator
-from training.results_io import atomic_write_text
-from estimators.base import as_seed
+from estimators import ESTIMATORS, Objective, SeedNoise, as_seed, estimate_gradient, get_estimator
+from training import engine
 from training.optim import Adam
+from training.results_io import atomic_write_text
 
 P0S = (0.49, 0.499, 0.4999)
 DEFAULT_ESTIMATORS = ("reinforce_loo", "arm", "disarm", "relax")
@@ -225,7 +227,8 @@ class _VarianceSampler:
     xla = _use_xla(est)
     if est.has_state:
       self.state = est.make_state(num_bits, 0, seed=(0, 2))
-      self.optimizer = Adam(list(self.state.trainable_variables), relax_learning_rate, beta1=0.999,
+      self.optimizer = Adam(list(self.state.trainable_variables), relax_learning_rate, beta1=est.trainable.beta1,
+                            beta2=est.trainable.beta2,
                             name="toy_variance_state_adam")
       self._fit = tf.function(self._fit_impl, jit_compile=xla)
     else:
@@ -239,7 +242,7 @@ class _VarianceSampler:
     for t in tf.range(self.relax_steps):
       with tf.GradientTape() as tape:
         step_seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(t, tf.int64))
-        grad = self.est.fn(f, tiled, step_seed, state=self.state).grad
+        grad = self.est.fn(Objective(f), tiled, SeedNoise(step_seed), state=self.state).grad
         loss = tf.reduce_mean(tf.reduce_sum(tf.square(grad), axis=-1))
       self.optimizer.apply(tape.gradient(loss, variables))
 
@@ -259,6 +262,46 @@ class _VarianceSampler:
     return self._draw(p0, logits, draw_seed).numpy()
 
 
+class ToyModel(tf.Module):
+  """The toy problem as a one-layer model for the gradient engine.
+
+  Its encoder logits are the parameters ``phi`` (the same for every example of a
+  batch), its "ELBO" is ``f(b) = sum_d (b_d - p0)^2`` (no log q term), and it has no
+  decoder, prior or side input.
+  """
+
+  num_layers = 1
+
+  def __init__(self, num_bits):
+    super().__init__(name="toy_model")
+    self.num_bits = num_bits
+    self.phi = tf.Variable(tf.zeros([num_bits]), name="phi")
+    self.p0 = tf.Variable(0.0, trainable=False, name="p0")
+    self.prior_logits = None
+
+  @property
+  def encoder_variables(self):
+    return [self.phi]
+
+  @property
+  def decoder_variables(self):
+    return []
+
+  def layer_logits(self, l, below, x, frozen=False):
+    del l, below, frozen
+    return tf.broadcast_to(self.phi, [tf.shape(x)[0], self.num_bits])
+
+  def elbo(self, x, bits, logits):
+    del x, logits
+    return tf.reduce_sum(tf.square(bits - self.p0), axis=-1)
+
+  def estimator_context(self, l, x, forward_bits, kind="raw"):
+    return None
+
+  def context_dim(self, l):
+    return 0
+
+
 class _CurveTrainer:
   """train_curve's loop for one (estimator, num_bits, learning rate, logged steps), traced
   once; p0 and the seed are arguments, and every variable is reset before each curve."""
@@ -266,31 +309,30 @@ class _CurveTrainer:
   def __init__(self, est, num_bits, learning_rate, steps):
     self.est, self.num_bits = est, num_bits
     self.blocks = tf.constant(np.diff(steps), tf.int64)
-    self.phi = tf.Variable(tf.zeros([num_bits]), name="phi")
+    self.model = ToyModel(num_bits)
+    self.phi = self.model.phi
     self.optimizer = Adam([self.phi], learning_rate, name="toy_adam")
     if est.has_state:
       self.state = est.make_state(num_bits, 0, seed=(0, 2))
       self.state_vars = list(self.state.trainable_variables)
-      # As the main training loop: the learning rate of phi, beta1 = 0.999 (PROTOCOL.md section 2).
-      self.state_optimizer = Adam(self.state_vars, learning_rate, beta1=0.999, name="toy_state_adam")
+      # As the main training loop: the learning rate of phi, the estimator's own Adam settings.
+      self.state_optimizer = Adam(self.state_vars, learning_rate, beta1=est.trainable.beta1,
+                                  beta2=est.trainable.beta2, name="toy_state_adam")
     else:
       self.state = None
     self._run = tf.function(self._run_impl, jit_compile=_use_xla(est))
 
-  def _train_step(self, f, base_seed, t):
-    step_seed = tf.random.experimental.stateless_fold_in(base_seed, t)
-    logits = tf.convert_to_tensor(self.phi)
-    if self.state is None:
-      grad = self.est.fn(f, logits, step_seed).grad
-    else:
-      with tf.GradientTape() as tape:
-        grad = self.est.fn(f, logits, step_seed, state=self.state).grad
-        variance_loss = tf.reduce_sum(tf.square(grad))
-      self.state_optimizer.apply(tape.gradient(variance_loss, self.state_vars))
-    self.optimizer.apply([-tf.stop_gradient(grad)])  # ascent on E[f]
+  def _train_step(self, base_seed, t):
+    noise = SeedNoise(tf.random.experimental.stateless_fold_in(base_seed, t))
+    batch = tf.zeros([1, 0])  # one example; the toy problem has no data
+    grads = engine.step_gradients(self.model, self.est, batch, noise, None if self.state is None else [self.state],
+                                  decoder=False)
+    if grads.state is not None:
+      self.state_optimizer.apply(grads.state)
+    self.optimizer.apply(grads.encoder)  # descent on -E[f]: ascent on E[f]
 
   def _run_impl(self, p0, base_seed):
-    f = _objective_of(p0)
+    self.model.p0.assign(p0)
     num_blocks = self.blocks.shape[0]
     logged = tf.TensorArray(tf.float32, size=num_blocks + 1)
     logged = logged.write(0, tf.reduce_mean(tf.sigmoid(self.phi)))
@@ -298,7 +340,7 @@ class _CurveTrainer:
     for i in tf.range(num_blocks):
       end = t + self.blocks[i]
       while t < end:  # not tf.range: XLA needs the bounds of a range at compile time
-        self._train_step(f, base_seed, t)
+        self._train_step(base_seed, t)
         t += 1
       logged = logged.write(i + 1, tf.reduce_mean(tf.sigmoid(self.phi)))
     return logged.stack()

@@ -50,6 +50,9 @@ class Task:
   data_dir: Optional[str] = None
   tensorboard: bool = False
   retry_failed: bool = False
+  plugins: tuple = ()      # modules registering estimators (--estimator_modules), imported before training
+  allow_download: bool = False
+  restart_damaged: bool = False
 
   @property
   def run_ids(self):
@@ -117,9 +120,11 @@ def execute(task, report=None):
   locked elsewhere or already finished are left out of the stack; the others
   are trained together.
   """
+  from contracts import results as files
   from training import results_io
   from training.runner import RunLock, train_stack
   report = report or (lambda event: None)
+  import_plugins(task.plugins)
   results = {c.run_id: dict(run_id=c.run_id, outcome="error", status="", reason="") for c in task.configs}
   locks = []
   to_train = []
@@ -136,8 +141,10 @@ def execute(task, report=None):
         continue
       locks.append(lock)
       status, reason = results_io.run_status(run_dir)
-      if status == "failed" and task.retry_failed:
-        os.unlink(os.path.join(run_dir, "FAILED.json"))
+      if status == "failed" and task.restart_damaged and results_io.marked_damaged(run_dir):
+        status = "running"  # train_stack restarts it from step 0
+      elif status == "failed" and task.retry_failed:
+        os.unlink(os.path.join(run_dir, files.FAILED_JSON))
         report(dict(kind="log", text=f"{config.run_id}: retrying after a numerical failure ({reason})"))
         status = "running"
       if status in ("done", "failed"):
@@ -153,7 +160,8 @@ def execute(task, report=None):
       current = to_train[0][1]
       summaries = train_stack([c for c, _ in to_train], [d for _, d in to_train], data_dir=task.data_dir,
                               tensorboard=task.tensorboard, progress=progress,
-                              log=lambda text: report(dict(kind="log", text=text)))
+                              log=lambda text: report(dict(kind="log", text=text)),
+                              allow_download=task.allow_download, restart_damaged=task.restart_damaged)
       for (config, _), summary in zip(to_train, summaries):
         results[config.run_id].update(outcome="trained", status=summary["status"],
                                       reason=summary.get("reason") or "")
@@ -166,6 +174,16 @@ def execute(task, report=None):
     for lock in locks:
       lock.release()
   return [results[run_id] for run_id in task.run_ids]
+
+
+def import_plugins(modules):
+  """Imports the modules that register estimators (``--estimator_modules``), here and in workers alike."""
+  import importlib
+  import sys
+  if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+  for name in modules:
+    importlib.import_module(name)
 
 
 _threads_set = None

@@ -21,13 +21,14 @@ Problems make ``--check`` exit non-zero; notes (a torn last metrics line or
 import io
 import os
 
+import numpy as np
 import pandas as pd
 
+from contracts import results
+from contracts.settings import Grid, RunConfig
 from training import results_io
-from training.config import RunConfig
+from training.validation import validate_config
 
-GRID_FIELDS = ("num_steps", "eval_every", "bound_every", "batch_size", "num_bound_samples", "share_upper_noise",
-               "basket", "basket_draws")
 
 
 def expected_steps(config):
@@ -43,9 +44,9 @@ def check_run(run_dir, grid=None):
   """(problems, notes) of one run folder: lists of strings."""
   problems, notes = [], []
   name = os.path.basename(os.path.normpath(run_dir))
-  config_path = os.path.join(run_dir, "config.json")
+  config_path = os.path.join(run_dir, results.CONFIG_JSON)
   if not os.path.exists(config_path):
-    if any(os.path.exists(os.path.join(run_dir, f)) for f in ("metrics.csv", "DONE.json", "FAILED.json")):
+    if any(os.path.exists(os.path.join(run_dir, f)) for f in (results.METRICS_CSV, results.DONE_JSON, results.FAILED_JSON)):
       problems.append("has results but no config.json")
     return problems, notes
   try:
@@ -57,21 +58,22 @@ def check_run(run_dir, grid=None):
     problems.append(f"config.json describes run {stored.get('run_id')!r} (fields give {config.run_id!r}), "
                     f"not the folder's {name!r}")
   try:
-    config.validate()
+    validate_config(config)
   except ValueError as e:
     problems.append(f"config.json is invalid: {e}")
     return problems, notes
-  if grid:
-    differing = [f"{k}: config {getattr(config, k)!r} vs sweep.json {grid[k]!r}"
-                 for k in GRID_FIELDS if k in grid and _plain(grid[k]) != _plain(getattr(config, k))]
+  if grid is not None:
+    wanted = grid.settings_for(config.dataset)
+    differing = [f"{k}: config {getattr(config, k)!r} vs sweep.json {getattr(wanted, k)!r}"
+                 for k in config.settings.differences(wanted)]
     if differing:
       problems.append("config.json disagrees with sweep.json (" + "; ".join(differing) + ")")
 
-  done = os.path.exists(os.path.join(run_dir, "DONE.json"))
-  failed = os.path.exists(os.path.join(run_dir, "FAILED.json"))
+  done = os.path.exists(os.path.join(run_dir, results.DONE_JSON))
+  failed = os.path.exists(os.path.join(run_dir, results.FAILED_JSON))
   if done and failed:
     problems.append("both DONE.json and FAILED.json are present")
-  metrics_path = os.path.join(run_dir, "metrics.csv")
+  metrics_path = os.path.join(run_dir, results.METRICS_CSV)
   whole = results_io.complete_lines(metrics_path, whole=True)
   text = results_io.complete_lines(metrics_path)
   if whole != text:
@@ -85,8 +87,7 @@ def check_run(run_dir, grid=None):
       problems.append(f"metrics.csv does not parse ({e})")
       frame = None
     if frame is not None:
-      optional = getattr(results_io, "OPTIONAL_METRIC_COLUMNS", ())
-      missing = [c for c in results_io.METRIC_COLUMNS if c not in frame.columns and c not in optional]
+      missing = [c for c in results.METRIC_COLUMNS if c not in frame.columns]
       if missing:
         problems.append(f"metrics.csv lacks columns {missing}")
       if "step" in frame.columns:
@@ -96,7 +97,7 @@ def check_run(run_dir, grid=None):
     problems.append("DONE.json is present but metrics.csv is missing or empty")
   if done:
     try:
-      final = results_io.read_json(os.path.join(run_dir, "DONE.json")).get("final_step")
+      final = results_io.read_json(os.path.join(run_dir, results.DONE_JSON)).get("final_step")
     except ValueError as e:
       problems.append(f"DONE.json is unreadable ({e})")
     else:
@@ -104,15 +105,20 @@ def check_run(run_dir, grid=None):
         problems.append(f"DONE.json has final_step {final!r}, but num_steps is {config.num_steps}")
     if steps and steps[-1] != config.num_steps:
       problems.append(f"finished, but the last metrics step is {steps[-1]}, not num_steps {config.num_steps}")
+  checkpoint = os.path.join(run_dir, results.CHECKPOINT_DIR, results.CHECKPOINT_FILE)
+  if os.path.exists(checkpoint):
+    try:
+      with np.load(checkpoint, allow_pickle=False) as state:
+        step = int(state["step"])
+      if step > config.num_steps:
+        problems.append(f"checkpoint/state.npz is at step {step}, beyond num_steps {config.num_steps}")
+    except Exception as e:  # noqa: BLE001 - whatever numpy raises, the file cannot be resumed from
+      problems.append(f"checkpoint/state.npz is unreadable ({type(e).__name__}: {e}); the run cannot resume from "
+                      "it: delete it, or rerun with --restart_damaged")
   leftovers = sorted(n for n in os.listdir(run_dir) if n.startswith(".tmp-"))
   if leftovers:
     notes.append(f"temporary files left by a killed writer: {', '.join(leftovers)} (removed on resume)")
   return problems, notes
-
-
-def _plain(value):
-  """Tuples (dataclass fields) and lists (JSON) of the same items compare equal."""
-  return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def _is_whole(value):
@@ -167,7 +173,7 @@ def check_sweep(sweep_dir):
   if not os.path.isdir(runs_dir):
     sweep_problems.append(f"{sweep_dir} has no runs/ folder: is it a sweep folder?")
   try:
-    grid = results_io.read_json(os.path.join(sweep_dir, "sweep.json"))
+    grid = Grid.from_dict(results_io.read_json(os.path.join(sweep_dir, results.SWEEP_JSON)))
   except FileNotFoundError:
     sweep_notes.append("no sweep.json")
   except ValueError as e:
@@ -180,11 +186,11 @@ def check_sweep(sweep_dir):
     problems, notes = check_run(run_dir, grid)
     if problems or notes:
       report[run_id] = (problems, notes)
-    if os.path.exists(os.path.join(run_dir, "DONE.json")):
+    if os.path.exists(os.path.join(run_dir, results.DONE_JSON)):
       finished[run_id] = "done"
-    elif os.path.exists(os.path.join(run_dir, "FAILED.json")):
+    elif os.path.exists(os.path.join(run_dir, results.FAILED_JSON)):
       finished[run_id] = "failed"
-  summary_path = os.path.join(sweep_dir, "summary.csv")
+  summary_path = os.path.join(sweep_dir, results.SUMMARY_CSV)
   if os.path.exists(summary_path):
     try:
       summary = pd.read_csv(summary_path)

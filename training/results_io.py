@@ -1,14 +1,4 @@
-"""Files of a results directory: per-run metrics CSVs, configs, markers, the summary.
-
-Layout (``results/<sweep>/``)::
-
-    sweep.json                 the grid the sweep was started with
-    summary.csv                one row per run (rebuilt from the per-run files)
-    runs/<run_id>/config.json  the run's full RunConfig
-    runs/<run_id>/metrics.csv  one row per evaluation (METRIC_COLUMNS)
-    runs/<run_id>/DONE.json    written last, atomically: the run finished
-    runs/<run_id>/FAILED.json  the run stopped on a non-finite loss or gradient
-    runs/<run_id>/checkpoint/  latest training state, for resuming (not committed)
+"""Reading and writing the files of a results directory (the format: contracts/results.py).
 
 Every whole-file write goes to a temporary file (``.tmp-*``) that is then renamed
 over the target, so a kill leaves either the old or the new file, never half of
@@ -31,33 +21,27 @@ import time
 import numpy as np
 import pandas as pd
 
-METRIC_COLUMNS = ("step", "wall_time_s", "steps_per_sec", "train_elbo", "valid_bound_100",
-                  "test_bound_100", "grad_variance", "relax_temperature", "relax_scale",
-                  "valid_bound_k", "test_bound_k")
-# Columns added after the first release: files without them read as NaN.
-OPTIONAL_METRIC_COLUMNS = ("valid_bound_k", "test_bound_k")
-# Runs with a variance basket (RunConfig.basket) add one column per measured
-# estimator after METRIC_COLUMNS: the gradient variance of that estimator at the
-# run's parameters (training.trainer.Trainer.basket_variances).
-BASKET_PREFIX = "basket_var_"
+from contracts import results
+from contracts.results import METRIC_COLUMNS, SUMMARY_COLUMNS, metric_columns
 
 
-def metric_columns(names):
-  """METRIC_COLUMNS, then the basket columns among ``names`` in their order."""
-  return list(METRIC_COLUMNS) + [n for n in names if str(n).startswith(BASKET_PREFIX)]
-
-SUMMARY_COLUMNS = ("run_id", "dataset", "model", "estimator", "seed", "num_steps", "status", "reason",
-                   "final_step", "final_train_elbo", "best_train_elbo", "final_valid_bound_100",
-                   "best_valid_bound_100", "final_test_bound_100", "test_bound_100_at_best_valid",
-                   "final_grad_variance", "mean_grad_variance", "wall_time_s", "steps_per_sec",
-                   "final_test_bound_k")
+def _file_mode():
+  """The mode ``open()`` gives a new file under the process's umask (mkstemp's 0600 would hide results)."""
+  umask = os.umask(0)
+  os.umask(umask)
+  return 0o666 & ~umask
 
 
 def atomic_write_bytes(path, data):
-  """Replaces ``path`` by ``data`` atomically: a temporary file beside it, fsync, rename."""
+  """Replaces ``path`` by ``data`` atomically: a temporary file beside it, fsync, rename.
+
+  The file gets the umask's ordinary mode, so a results folder shared by a group
+  stays readable to it.
+  """
   directory = os.path.dirname(os.path.abspath(path))
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
   try:
+    os.fchmod(fd, _file_mode())
     with os.fdopen(fd, "wb") as f:
       f.write(data)
       f.flush()
@@ -104,9 +88,6 @@ def read_metrics(path):
   if not text:
     return pd.DataFrame(columns=list(METRIC_COLUMNS))
   frame = pd.read_csv(io.StringIO(text))
-  for column in OPTIONAL_METRIC_COLUMNS:
-    if column not in frame.columns:
-      frame[column] = math.nan
   missing = [c for c in METRIC_COLUMNS if c not in frame.columns]
   if missing:
     raise ValueError(f"{path} lacks columns {missing}; it was not written by this suite's version. "
@@ -136,7 +117,7 @@ def append_metrics_row(path, row):
       atomic_write_text(path, frame.to_csv(index=False, columns=columns))
   writer.writerow({k: _fmt(row.get(k, math.nan)) for k in columns})
   data = buffer.getvalue().encode()
-  fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+  fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
   try:
     written = os.write(fd, data)  # one write: the line lands whole or (on a kill) torn at the end
     while written < len(data):
@@ -210,6 +191,8 @@ def summarize(config_dict, metrics, status, reason=""):
     test_at_best_valid = float(metrics.loc[valid.idxmax(), "test_bound_100"])
   variance = metrics["grad_variance"].dropna()
   speed = metrics["steps_per_sec"].dropna()
+  stack = metrics["stack_size"].fillna(1.0) if "stack_size" in metrics else pd.Series(1.0, index=metrics.index)
+  member_speed = (metrics["steps_per_sec"] * stack).dropna()
   row.update(
       final_step=int(metrics["step"].iloc[-1]),
       final_train_elbo=last_valid("train_elbo"),
@@ -222,6 +205,8 @@ def summarize(config_dict, metrics, status, reason=""):
       mean_grad_variance=float(variance.mean()) if len(variance) else math.nan,
       wall_time_s=float(metrics["wall_time_s"].iloc[-1]),
       steps_per_sec=float(speed.median()) if len(speed) else math.nan,
+      member_steps_per_sec=float(member_speed.median()) if len(member_speed) else math.nan,
+      final_valid_bound_k=last_valid("valid_bound_k"),
       final_test_bound_k=last_valid("test_bound_k"),
   )
   return row
@@ -229,13 +214,22 @@ def summarize(config_dict, metrics, status, reason=""):
 
 def run_status(run_dir):
   """('done' | 'failed' | 'running' | 'new', reason)."""
-  if os.path.exists(os.path.join(run_dir, "DONE.json")):
+  if os.path.exists(os.path.join(run_dir, results.DONE_JSON)):
     return "done", ""
-  if os.path.exists(os.path.join(run_dir, "FAILED.json")):
-    return "failed", read_json(os.path.join(run_dir, "FAILED.json")).get("reason", "")
-  if os.path.exists(os.path.join(run_dir, "metrics.csv")):
+  if os.path.exists(os.path.join(run_dir, results.FAILED_JSON)):
+    return "failed", read_json(os.path.join(run_dir, results.FAILED_JSON)).get("reason", "")
+  if os.path.exists(os.path.join(run_dir, results.METRICS_CSV)):
     return "running", ""
   return "new", ""
+
+
+def marked_damaged(run_dir):
+  """True for a run marked failed because its own files were unreadable (see training.runner)."""
+  path = os.path.join(run_dir, results.FAILED_JSON)
+  try:
+    return os.path.exists(path) and bool(read_json(path).get("damaged"))
+  except ValueError:
+    return True
 
 
 def rebuild_summary(sweep_dir):
@@ -245,7 +239,7 @@ def rebuild_summary(sweep_dir):
   slower one cannot overwrite a newer summary with the older state it read.
   """
   os.makedirs(sweep_dir, exist_ok=True)
-  fd = os.open(os.path.join(sweep_dir, ".summary.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+  fd = os.open(os.path.join(sweep_dir, ".summary.lock"), os.O_RDWR | os.O_CREAT, 0o666)
   try:
     try:
       fcntl.flock(fd, fcntl.LOCK_EX)
@@ -262,7 +256,7 @@ def _rebuild_summary(sweep_dir):
   if os.path.isdir(runs_dir):
     for run_id in sorted(os.listdir(runs_dir)):
       run_dir = os.path.join(runs_dir, run_id)
-      config_path = os.path.join(run_dir, "config.json")
+      config_path = os.path.join(run_dir, results.CONFIG_JSON)
       if not os.path.exists(config_path):
         continue
       try:
@@ -272,11 +266,11 @@ def _rebuild_summary(sweep_dir):
         config = read_json(config_path)
         if config.get("run_id") != run_id:
           raise ValueError(f"config.json describes run {config.get('run_id')!r}")
-        rows.append(summarize(config, read_metrics(os.path.join(run_dir, "metrics.csv")), status, reason))
+        rows.append(summarize(config, read_metrics(os.path.join(run_dir, results.METRICS_CSV)), status, reason))
       except (ValueError, OSError, KeyError) as e:  # a damaged folder must not hide the others
         rows.append(dict(run_id=run_id, status="invalid",
                          reason=f"unreadable run files ({e}); see run_benchmarks.py --check"))
   frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
   remove_temp_files(sweep_dir, older_than_s=600.0)  # left by drivers killed mid-write
-  atomic_write_text(os.path.join(sweep_dir, "summary.csv"), frame.to_csv(index=False))
+  atomic_write_text(os.path.join(sweep_dir, results.SUMMARY_CSV), frame.to_csv(index=False))
   return frame

@@ -19,12 +19,16 @@ import socket
 import time
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
+from contracts import results
+from contracts.settings import RunConfig
 from datasets import load_dataset
+from estimators import get_estimator
 from training import results_io
-from training.config import RunConfig
 from training.trainer import Trainer
+from training.validation import validate_config
 
 
 class ConfigMismatchError(ValueError):
@@ -128,49 +132,97 @@ class RunLock:
     self.release()
 
 
+def config_record(config):
+  """What ``config.json`` holds: the run's settings, its id, and what it knew of its estimator."""
+  record = config.to_dict()
+  record[results.ESTIMATOR_INFO_KEY] = get_estimator(config.estimator).info()
+  return record
+
+
 def check_config(run_dir, config):
   """Writes config.json, or checks that an existing one describes the same run."""
-  path = os.path.join(run_dir, "config.json")
-  wanted = config.to_dict()
+  path = os.path.join(run_dir, results.CONFIG_JSON)
   if os.path.exists(path):
-    stored = results_io.read_json(path)
-    defaults = RunConfig.defaults()
-    defaults["basket"] = []
-    differing = sorted(k for k in wanted if stored.get(k, defaults.get(k)) != wanted[k])
+    stored = RunConfig.from_dict(results_io.read_json(path))
+    differing = [k for k in ("dataset", "model", "estimator", "seed") if getattr(stored, k) != getattr(config, k)]
+    differing += stored.settings.differences(config.settings)
     if differing:
-      details = ", ".join(f"{k}: stored {stored.get(k)!r} vs requested {wanted[k]!r}" for k in differing)
+      details = ", ".join(f"{k}: stored {getattr(stored, k)!r} vs requested {getattr(config, k)!r}" for k in differing)
       raise ConfigMismatchError(
           f"{run_dir} already holds run {config.run_id} with a different configuration ({details}). "
           "Use a new --sweep_name, or delete that run folder to start it over.")
   else:
-    results_io.atomic_write_json(path, wanted)
+    results_io.atomic_write_json(path, config_record(config))
 
 
-CHECKPOINT_FILE = os.path.join("checkpoint", "state.npz")
+CHECKPOINT_FILE = os.path.join(results.CHECKPOINT_DIR, results.CHECKPOINT_FILE)
+
+
+class DamagedRunError(ValueError):
+  """A run's own files (config.json, metrics.csv, checkpoint) cannot be read."""
 
 
 def checkpoint_step(run_dir):
   """The step of the run's checkpoint (0 when it has none)."""
-  path = os.path.join(run_dir, CHECKPOINT_FILE)
-  if not os.path.exists(path):
-    return 0
-  with np.load(path) as state:
-    return int(state["step"])
+  state = load_checkpoint(run_dir)
+  return 0 if state is None else int(state["step"])
 
 
 def save_checkpoint(run_dir, state):
   """One run's training state (``Trainer.member_state``), replaced atomically."""
-  os.makedirs(os.path.join(run_dir, "checkpoint"), exist_ok=True)
+  os.makedirs(os.path.join(run_dir, results.CHECKPOINT_DIR), exist_ok=True)
   results_io.atomic_write_npz(os.path.join(run_dir, CHECKPOINT_FILE), state)
 
 
 def load_checkpoint(run_dir):
-  """``{name: array}`` saved by ``save_checkpoint``, or None."""
+  """``{name: array}`` saved by ``save_checkpoint``, or None; ``DamagedRunError`` naming the file if unreadable."""
   path = os.path.join(run_dir, CHECKPOINT_FILE)
   if not os.path.exists(path):
     return None
-  with np.load(path) as state:
-    return {name: state[name] for name in state.files}
+  try:
+    with np.load(path, allow_pickle=False) as state:
+      arrays = {name: state[name] for name in state.files}
+    int(arrays["step"])
+  except Exception as e:  # noqa: BLE001 - a zip, npy or key error: the file is damaged either way
+    raise DamagedRunError(f"cannot read the checkpoint {path} ({type(e).__name__}: {e})") from e
+  return arrays
+
+
+def _read_run_files(run_dir, config):
+  """Checks config.json and reads the run's status, metrics and checkpoint; DamagedRunError if unreadable."""
+  try:
+    check_config(run_dir, config)
+  except (ValueError, TypeError) as e:
+    if isinstance(e, ConfigMismatchError):
+      raise
+    raise DamagedRunError(f"cannot read {os.path.join(run_dir, results.CONFIG_JSON)} ({e})") from e
+  status, reason = results_io.run_status(run_dir)
+  metrics_path = os.path.join(run_dir, results.METRICS_CSV)
+  try:
+    metrics = results_io.read_metrics(metrics_path)
+  except Exception as e:  # noqa: BLE001 - pandas raises several kinds for a garbled CSV
+    raise DamagedRunError(f"cannot read {metrics_path} ({type(e).__name__}: {e})") from e
+  state = load_checkpoint(run_dir) if status not in ("done", "failed") else None
+  return status, reason, metrics, state
+
+
+def _quarantine(run_dir, config, why):
+  """Marks a damaged run failed (FAILED.json with the reason), so the other runs go on."""
+  reason = (f"damaged run files: {why}. Repair or delete the file, or rerun with --restart_damaged to train "
+            "this run again from step 0")
+  results_io.atomic_write_json(os.path.join(run_dir, results.FAILED_JSON), {"reason": reason, "damaged": True})
+  return results_io.summarize(config.to_dict(), pd.DataFrame(columns=list(results.METRIC_COLUMNS)),
+                              "failed", reason)
+
+
+def _restart(run_dir, config):
+  """Clears a run's results and checkpoint so that it trains again from step 0 (--restart_damaged)."""
+  for name in (results.CONFIG_JSON, results.METRICS_CSV, results.DONE_JSON, results.FAILED_JSON,
+               os.path.join(results.CHECKPOINT_DIR, results.CHECKPOINT_FILE)):
+    path = os.path.join(run_dir, name)
+    if os.path.exists(path):
+      os.unlink(path)
+  check_config(run_dir, config)
 
 
 def train_run(config: RunConfig, run_dir, **kwargs):
@@ -179,14 +231,18 @@ def train_run(config: RunConfig, run_dir, **kwargs):
 
 
 def train_stack(configs, run_dirs, data_dir=None, tensorboard=False, progress=None,
-                train_jit=False, eval_jit=True, log=None):
+                train_jit=False, eval_jit=True, log=None, allow_download=False, restart_damaged=False):
   """Trains (or resumes, or skips) runs that differ only in their seed, in one graph.
 
   Runs already done or failed are summarised and left alone; the others are
   grouped by the step their checkpoints reached and each group is trained as one
   stack (``Trainer`` with a member axis): the members share every kernel call but
   each keeps its own metrics.csv, checkpoint, DONE.json or FAILED.json, exactly as
-  if it had been trained alone. Returns the summary rows in the order of ``configs``.
+  if it had been trained alone. A run whose own files cannot be read (a damaged
+  config.json, metrics.csv or checkpoint) is marked failed with the file named in its
+  FAILED.json and the others go on; ``restart_damaged`` trains such a run again from
+  step 0 instead (also one marked so by an earlier sweep). Returns the summary rows in
+  the order of ``configs``.
 
   The caller holds every run's ``RunLock`` (or knows no other process can touch them).
 
@@ -199,40 +255,51 @@ def train_stack(configs, run_dirs, data_dir=None, tensorboard=False, progress=No
     raise ValueError(f"{len(configs)} configs but {len(run_dirs)} run folders")
   summaries = [None] * len(configs)
   waiting = {}  # checkpoint step -> indices of runs to train from there
+  loaded = {}
   for i, (config, run_dir) in enumerate(zip(configs, run_dirs)):
-    config.validate()
+    validate_config(config)
     os.makedirs(run_dir, exist_ok=True)
-    check_config(run_dir, config)
-    status, reason = results_io.run_status(run_dir)
+    if restart_damaged and results_io.marked_damaged(run_dir):
+      _restart(run_dir, config)
+    try:
+      status, reason, metrics, state = _read_run_files(run_dir, config)
+    except DamagedRunError as e:
+      if not restart_damaged:
+        if log is not None:
+          log(f"{config.run_id}: {e}; marked failed, the other runs go on")
+        summaries[i] = _quarantine(run_dir, config, str(e))
+        continue
+      if log is not None:
+        log(f"{config.run_id}: {e}; training it again from step 0 (--restart_damaged)")
+      _restart(run_dir, config)
+      status, reason, metrics, state = _read_run_files(run_dir, config)
     if status in ("done", "failed"):
-      metrics = results_io.read_metrics(os.path.join(run_dir, "metrics.csv"))
       summaries[i] = results_io.summarize(config.to_dict(), metrics, status, reason)
     else:
-      waiting.setdefault(checkpoint_step(run_dir), []).append(i)
+      loaded[i] = (metrics, state)
+      waiting.setdefault(0 if state is None else int(state["step"]), []).append(i)
   if waiting:
-    splits = load_dataset(configs[0].dataset, data_dir)
+    splits = load_dataset(configs[0].dataset, data_dir, allow_download=allow_download)
   for step in sorted(waiting):
     members = waiting[step]
-    group = _train_group([configs[i] for i in members], [run_dirs[i] for i in members], splits,
-                         tensorboard, progress, train_jit, eval_jit, log)
+    group = _train_group([configs[i] for i in members], [run_dirs[i] for i in members], [loaded[i] for i in members],
+                         splits, tensorboard, progress, train_jit, eval_jit, log)
     for i, summary in zip(members, group):
       summaries[i] = summary
   return summaries
 
 
-def _train_group(configs, run_dirs, splits, tensorboard, progress, train_jit, eval_jit, log):
+def _train_group(configs, run_dirs, loaded, splits, tensorboard, progress, train_jit, eval_jit, log):
   """Trains runs whose checkpoints are all at the same step as one stack; see ``train_stack``."""
   trainer = Trainer(configs, splits, train_jit=train_jit, eval_jit=eval_jit)
   size = len(configs)
-  metrics_paths = [os.path.join(d, "metrics.csv") for d in run_dirs]
+  metrics_paths = [os.path.join(d, results.METRICS_CSV) for d in run_dirs]
   elapsed = [0.0] * size
-  for m, (config, run_dir) in enumerate(zip(configs, run_dirs)):
+  for m, (config, run_dir, (metrics, state)) in enumerate(zip(configs, run_dirs, loaded)):
     results_io.remove_temp_files(run_dir)  # only the lock holder writes here: leftovers are a dead writer's
-    results_io.remove_temp_files(os.path.join(run_dir, "checkpoint"))
-    state = load_checkpoint(run_dir)
+    results_io.remove_temp_files(os.path.join(run_dir, results.CHECKPOINT_DIR))
     if state is not None:
       trainer.load_member_state(m, state)
-    metrics = results_io.read_metrics(metrics_paths[m])
     # Drops rows written after the last checkpoint (they are recomputed), and repeats.
     metrics = metrics[metrics["step"] <= int(trainer.step.numpy())]
     metrics = metrics.drop_duplicates("step", keep="last").reset_index(drop=True)
@@ -251,13 +318,14 @@ def _train_group(configs, run_dirs, splits, tensorboard, progress, train_jit, ev
 
   def evaluate(steps_per_sec, with_bounds):
     train_elbo, variance = trainer.train_elbo(), trainer.gradient_variance()
-    rows = [dict(step=step, steps_per_sec=steps_per_sec, train_elbo=train_elbo[m], grad_variance=variance[m],
-                 valid_bound_100=math.nan, test_bound_100=math.nan) for m in range(size)]
-    if with_bounds or trainer.estimator.eval_bound_samples:
+    rows = [dict(step=step, steps_per_sec=steps_per_sec, stack_size=size, train_elbo=train_elbo[m],
+                 grad_variance=variance[m], valid_bound_100=math.nan, test_bound_100=math.nan)
+            for m in range(size)]
+    if with_bounds or trainer.logs_bound_k:
       for row, bounds in zip(rows, trainer.bound_columns(with_100=with_bounds)):
         row.update(bounds)
-    for row, extra, basket in zip(rows, trainer.extra_metrics(), trainer.basket_variances()):
-      row.update(extra)
+    for row, scalars, basket in zip(rows, trainer.estimator_scalars(), trainer.basket_variances()):
+      row.update(scalars)
       row.update(basket)
     return rows
 
@@ -274,12 +342,12 @@ def _train_group(configs, run_dirs, splits, tensorboard, progress, train_jit, ev
 
   def fail(m, why):
     active[m] = False
-    results_io.atomic_write_json(os.path.join(run_dirs[m], "FAILED.json"), {"reason": why, "step": step})
+    results_io.atomic_write_json(os.path.join(run_dirs[m], results.FAILED_JSON), {"reason": why, "step": step})
     summaries[m] = results_io.summarize(configs[m].to_dict(), results_io.read_metrics(metrics_paths[m]),
                                         "failed", why)
 
   # Trace the training block now so that the first block's steps/s measures training, not tracing.
-  trainer._train_block.get_concrete_function(tf.TensorSpec([], tf.int64))
+  trainer.trace()
 
   if step == 0:
     start = time.time()
@@ -317,5 +385,5 @@ def _train_group(configs, run_dirs, splits, tensorboard, progress, train_jit, ev
   for m in range(size):
     if active[m]:
       summaries[m] = results_io.summarize(configs[m].to_dict(), results_io.read_metrics(metrics_paths[m]), "done")
-      results_io.atomic_write_json(os.path.join(run_dirs[m], "DONE.json"), summaries[m])
+      results_io.atomic_write_json(os.path.join(run_dirs[m], results.DONE_JSON), summaries[m])
   return summaries

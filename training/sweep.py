@@ -11,92 +11,16 @@ worker processes, or on Ray; progress from all of them is printed here.
 """
 
 import dataclasses
-import itertools
 import os
-import re
 import sys
 import time
 
-from datasets import DATASETS
-from estimators import ESTIMATORS, FAMILIES, is_valid_estimator
-from models import HIERARCHICAL_MODELS, MODELS, SINGLE_LAYER_MODELS
+from contracts import results
+from contracts.settings import Grid
 from training import results_io
-from training.config import RunConfig
 from training.executors import InProcessExecutor, Task
-
-
-@dataclasses.dataclass(frozen=True)
-class Grid:
-  datasets: tuple
-  models: tuple
-  estimators: tuple
-  seeds: tuple
-  num_steps: int
-  eval_every: int = 1000
-  bound_every: int = 1000
-  batch_size: int = 50
-  num_bound_samples: int = 100
-  share_upper_noise: bool = False
-  basket: tuple = ()
-  basket_draws: int = 20
-
-  def configs(self):
-    for seed, dataset, model, estimator in itertools.product(self.seeds, self.datasets, self.models,
-                                                            self.estimators):
-      yield RunConfig(dataset=dataset, model=model, estimator=estimator, seed=seed,
-                      num_steps=self.num_steps, batch_size=self.batch_size,
-                      eval_every=self.eval_every, bound_every=self.bound_every,
-                      num_bound_samples=self.num_bound_samples, share_upper_noise=self.share_upper_noise,
-                      basket=tuple(self.basket), basket_draws=self.basket_draws)
-
-  def validate(self):
-    """Rejects unknown names and impossible numbers before anything starts."""
-    for kind, names, valid in (("dataset", self.datasets, DATASETS), ("model", self.models, MODELS),
-                               ("estimator", self.estimators, tuple(ESTIMATORS))):
-      if not names:
-        raise ValueError(f"no {kind} given; valid {kind}s: {', '.join(valid)}")
-      known = is_valid_estimator if kind == "estimator" else valid.__contains__
-      unknown = [n for n in names if not known(n)]
-      if kind == "estimator":
-        for name in unknown:  # a family member of impossible size (vimco_1): say what is wrong with it
-          family = re.fullmatch(r"(.+)_(\d+)", name)
-          if family and family.group(1) in FAMILIES:
-            try:
-              FAMILIES[family.group(1)](int(family.group(2)))
-            except ValueError as e:
-              raise ValueError(f"estimator {name!r}: {e}") from None
-      if unknown:
-        raise ValueError(f"unknown {kind} {', '.join(map(repr, unknown))}; valid {kind}s: {', '.join(valid)}")
-    if not self.seeds or any((not isinstance(s, int)) or s < 0 for s in self.seeds):
-      raise ValueError(f"seeds must be non-negative integers, got {self.seeds!r}")
-    if len(set(self.seeds)) != len(self.seeds):
-      raise ValueError(f"seeds repeat: {self.seeds!r}")
-    for config in self.configs():  # cheap; catches model x estimator combinations that cannot work
-      config.validate()
-
-
-ALL_ESTIMATORS = ("reinforce_loo", "arm", "disarm", "relax")
-
-PRESETS = {
-    # A few minutes on 2 CPU cores: every dataset and estimator, linear model, one seed.
-    "quick": Grid(datasets=DATASETS, models=("linear",), estimators=ALL_ESTIMATORS, seeds=(0,),
-                  num_steps=1000, eval_every=500, bound_every=1000),
-    # The paper's single-layer table: 3 datasets x 2 models x 4 estimators x 5 seeds, 10^6 steps.
-    "paper": Grid(datasets=DATASETS, models=SINGLE_LAYER_MODELS, estimators=ALL_ESTIMATORS, seeds=(0, 1, 2, 3, 4),
-                  num_steps=1_000_000, eval_every=1000, bound_every=1000),
-    # Multi-sample bounds at equal cost: VIMCO with 2m samples against local DisARM with m pairs.
-    "multisample": Grid(datasets=DATASETS, models=SINGLE_LAYER_MODELS,
-                        estimators=("vimco_2", "local_disarm_1", "vimco_10", "local_disarm_5",
-                                    "vimco_20", "local_disarm_10"),
-                        seeds=(0, 1, 2, 3, 4), num_steps=1_000_000, eval_every=1000, bound_every=1000),
-    # The sweep committed under results/reduced (about two hours of a 2-core machine).
-    "reduced": Grid(datasets=DATASETS, models=SINGLE_LAYER_MODELS, estimators=ALL_ESTIMATORS, seeds=(0, 1, 2),
-                    num_steps=3000, eval_every=500, bound_every=3000),
-    # The appendix's hierarchical models: 2, 3 and 4 stochastic layers of 200 bits, linear
-    # conditionals, per-layer estimators (training/layerwise.py).
-    "hierarchical": Grid(datasets=DATASETS, models=HIERARCHICAL_MODELS, estimators=ALL_ESTIMATORS,
-                         seeds=(0, 1, 2, 3, 4), num_steps=1_000_000, eval_every=1000, bound_every=1000),
-}
+from training.presets import PRESETS  # noqa: F401 - the driver's presets live beside the sweep
+from training.validation import canonical_grid, validate_grid
 
 
 def format_duration(seconds):
@@ -172,43 +96,115 @@ def stack_runs(pending, max_stack):
   return stacks
 
 
+def prepare_sweep_dir(grid, sweep_dir, extend=False):
+  """Checks ``grid`` against the sweep's ``sweep.json`` before anything is written; returns the grid to run.
+
+  A sweep folder belongs to one grid. A rerun with another grid or other settings is
+  refused (``SweepError`` naming the differing fields), unless ``extend`` is set and
+  the new grid only adds datasets, models, estimators or seeds, or lengthens the runs
+  (``num_steps``): then finished runs are resumed to the new length.
+  """
+  path = os.path.join(sweep_dir, results.SWEEP_JSON)
+  if not os.path.exists(path):
+    return grid
+  try:
+    stored = Grid.from_dict(results_io.read_json(path))
+  except ValueError as e:
+    raise SweepError(f"{path} is unreadable ({e}); move the sweep folder away or pass another --sweep_name")
+  differences = stored.differences(grid)
+  if not differences:
+    return grid
+  listed = "; ".join(f"{k}: sweep {v[0]!r}, now {v[1]!r}" for k, v in differences.items())
+  if not extend:
+    raise SweepError(f"{sweep_dir} holds a sweep with another grid or settings ({listed}). Nothing was changed. "
+                     "Pass another --sweep_name for a new sweep, or --extend to add datasets, models, estimators "
+                     "or seeds to this one or to lengthen its runs (--num_steps larger).")
+  growing = ("datasets", "models", "estimators", "seeds")
+  for key, (old, new) in differences.items():
+    if key in growing:
+      dropped = [v for v in old if v not in new]
+      if dropped:
+        raise SweepError(f"--extend adds to a sweep and never drops from it: {key} {dropped} would be left out. "
+                         f"Keep them in --{key}, or pass another --sweep_name.")
+    elif key == "num_steps":
+      if new < old:
+        raise SweepError(f"--extend lengthens runs; num_steps {new} is shorter than the sweep's {old}")
+      if old % stored.eval_every:
+        raise SweepError(f"the sweep's runs end at step {old}, off its evaluation cadence ({stored.eval_every}): "
+                         "they cannot be lengthened in place; pass another --sweep_name")
+    else:
+      raise SweepError(f"--extend cannot change {key} (sweep {old!r}, now {new!r}): runs with different "
+                       "settings would be mixed. Pass another --sweep_name.")
+  return grid
+
+
+def _lengthen_finished_run(run_dir, config):
+  """A finished run of an extended sweep: its config takes the new length and its DONE.json goes (it resumes)."""
+  from contracts.settings import RunConfig
+  path = os.path.join(run_dir, results.CONFIG_JSON)
+  if not os.path.exists(path):
+    return
+  stored = RunConfig.from_dict(results_io.read_json(path))
+  if stored.settings.differences(config.settings) == ["num_steps"] and stored.num_steps < config.num_steps:
+    from training.runner import config_record
+    results_io.atomic_write_json(path, config_record(config))
+    for marker in (results.DONE_JSON,):
+      if os.path.exists(os.path.join(run_dir, marker)):
+        os.unlink(os.path.join(run_dir, marker))
+
+
 def run_sweep(grid, sweep_dir, data_dir=None, tensorboard=False, retry_failed=False, stream=None,
-              executor=None, max_stack=1):
+              executor=None, max_stack=1, extend=False, plugins=(), allow_download=False, restart_damaged=False):
   """Runs every config of ``grid`` under ``sweep_dir``; returns the summary DataFrame.
 
   ``executor``: from ``training.executors.make_executor`` (default: this process).
   ``max_stack``: at most this many runs of one cell (differing in their seed) are
   trained together in one graph (``training.runner.train_stack``).
-  Raises ``SweepError`` when a run hits a problem every run would hit (data, disk,
-  a mismatched configuration: the sweep stops) or when runs crashed (the others
-  finish first).
+  ``extend``: allow a grid that adds cells or steps to the sweep's (``prepare_sweep_dir``).
+  ``plugins``: modules that register estimators, imported wherever runs train.
+  ``allow_download``: let the loaders fall back to tensorflow_datasets for a dataset
+  missing from the data folder. ``restart_damaged``: train runs whose own files are
+  damaged again from step 0 (otherwise they are marked failed and the others go on).
+  Raises ``SweepError`` when the grid does not match the sweep's, when a run hits a
+  problem every run would hit (data, disk, a mismatched configuration: the sweep
+  stops) or when runs crashed or failed (the others finish first).
   """
-  grid.validate()
+  try:
+    grid = canonical_grid(grid)
+    validate_grid(grid)
+  except ValueError as e:
+    raise SweepError(str(e)) from None
   executor = executor or InProcessExecutor()
   sweep_dir = os.path.abspath(sweep_dir)  # workers elsewhere (Ray) need absolute paths
   data_dir = os.path.abspath(data_dir) if data_dir else data_dir
-  os.makedirs(os.path.join(sweep_dir, "runs"), exist_ok=True)
-  results_io.atomic_write_json(os.path.join(sweep_dir, "sweep.json"), dataclasses.asdict(grid))
+  grid = prepare_sweep_dir(grid, sweep_dir, extend)
+  os.makedirs(os.path.join(sweep_dir, results.RUNS_DIR), exist_ok=True)
+  results_io.atomic_write_json(os.path.join(sweep_dir, results.SWEEP_JSON), grid.to_dict())
   configs = list(grid.configs())
   by_id = {c.run_id: c for c in configs}
   progress = Progress(len(configs), sum(c.num_steps for c in configs), stream or sys.stdout)
   pending = []
   for config in configs:
-    run_dir = os.path.join(sweep_dir, "runs", config.run_id)
+    run_dir = os.path.join(sweep_dir, results.RUNS_DIR, config.run_id)
+    if extend:
+      _lengthen_finished_run(run_dir, config)
     status, _ = results_io.run_status(run_dir)
-    if status == "done" or (status == "failed" and not retry_failed):
+    damaged = status == "failed" and restart_damaged and results_io.marked_damaged(run_dir)
+    if status == "done" or (status == "failed" and not retry_failed and not damaged):
       progress.skip(config, f"already {status}" + ("" if status == "done" else " (--retry_failed retries it)"))
       continue
     pending.append((config, run_dir))
   tasks = [Task(tuple(c for c, _ in stack), tuple(d for _, d in stack), data_dir=data_dir,
-                tensorboard=tensorboard, retry_failed=retry_failed) for stack in stack_runs(pending, max_stack)]
+                tensorboard=tensorboard, retry_failed=retry_failed, plugins=tuple(plugins),
+                allow_download=allow_download, restart_damaged=restart_damaged)
+           for stack in stack_runs(pending, max_stack)]
   if tasks:
     stacked = f" in {len(tasks)} stack(s) of up to {max_stack}" if max_stack > 1 else ""
     progress._print(f"{len(pending)} run(s) to train or resume{stacked}, {executor.description}")
   crashes = []
-  results = executor.run(tasks, progress.event)
+  outcomes = executor.run(tasks, progress.event)
   try:
-    for result in results:
+    for result in outcomes:
       config = by_id[result["run_id"]]
       outcome = result["outcome"]
       if outcome == "locked":
@@ -228,7 +224,7 @@ def run_sweep(grid, sweep_dir, data_dir=None, tensorboard=False, retry_failed=Fa
         raise SweepError(f"{result['message']}\n(sweep stopped at {config.run_id}; "
                          "runs already finished are untouched)")
   finally:
-    results.close()
+    outcomes.close()
   summary = results_io.rebuild_summary(sweep_dir)
   if crashes:
     raise SweepError(f"{len(crashes)} run(s) stopped on an unexpected error (printed above): "

@@ -1,0 +1,268 @@
+"""The gradient engine: model + estimator + batch + noise -> every gradient and loss of a step.
+
+One path serves the training step, the variance basket and the toy problem, for
+models with one or several stochastic layers and for estimators of ``E[f]`` and of a
+multi-sample bound alike. ``step_gradients`` does, for a batch ``x``:
+
+1. **Encoder.** For every stochastic layer ``l`` the registered estimator is called as
+
+       estimator.fn(f_l, logits_l, noise_l, state=states[l], context=context_l)
+
+   * one layer: ``f_0(b) = ELBO(x, b)`` with the encoder logits inside ``f`` held
+     constant (their direct gradient has expectation zero, PROTOCOL.md section 1),
+     or, for an estimator of a multi-sample bound, kept (the direct term);
+   * layered models (training one estimate per layer): ``logits_l`` are the encoder
+     logits of layer ``l`` at a forward sample ``b ~ q(b|x)`` of the layers below, and
+     ``f_l(c)`` is the full ELBO of the configuration whose layers below ``l`` are the
+     forward sample's, whose layer ``l`` is the candidate ``c`` and whose layers above
+     are sampled afresh from ``q`` given ``c`` ("completion"; with
+     ``share_upper_noise`` every candidate shares the completion's uniforms). Since
+     ``d E_q[ELBO] = sum_l E_{b_<l}[d/d logits_l E_{b_l, b_>l | b_<l}[ELBO] d logits_l]``,
+     each layer's estimate is unbiased for its part of the encoder gradient.
+     Relaxation-based estimators (``Needs.RELAXED``) get their relaxed candidates
+     completed with relaxed upper layers from the same uniforms,
+     ``b~_j = sigmoid((a_j - logit(u_j)) / lambda)`` (a hard completion would make the
+     control variate jump where a threshold is crossed, and the estimate biased).
+
+   The estimates are backpropagated into the encoder: ``sum over batch and bits of
+   -g / B * d logits / d theta`` (descent on the batch-mean negative objective), plus
+   the direct term of a multi-sample bound.
+2. **Decoder and prior.** The gradient of the negative ELBO (or bound) at the samples
+   the run's ``decoder_sample`` names: ``independent`` (one forward sample per
+   example, drawn apart from the estimator's noise), ``estimator`` (the mean over the
+   estimator's own samples, or its bound), ``k_independent`` (the mean over ``K``
+   independent samples, reusing the estimator's own independent draws first), reduced
+   over the batch by a mean or a sum (``decoder_reduction``). An estimator may fix
+   its decoder sample (``Estimator.decoder_sample``: RELAX, VIMCO, local DisARM).
+3. **Estimator state.** For estimators with trainable parameters, the gradient of
+   their declared loss (``Trainable.loss``) with respect to them, through the
+   estimate: in the space ``Trainable.loss_space`` names (the encoder parameters'
+   batch-summed gradient, or the per-example estimates at the logits).
+
+Noise comes from the caller as a ``Noise`` source (one run) or a per-member source
+(runs stacked by the trainer); the draws each part uses are named in
+contracts/streams.py. The engine never sees seeds or member axes.
+"""
+
+import dataclasses
+from typing import List, NamedTuple, Optional
+
+import tensorflow as tf
+
+from contracts import streams
+from estimators import Needs, Objective
+
+
+@dataclasses.dataclass(frozen=True)
+class StepOptions:
+  """The run settings the engine reads (``contracts.settings.Settings`` has their documentation)."""
+  decoder_sample: str = "independent"
+  decoder_reduction: str = "as_reference"
+  share_upper_noise: bool = False
+  control_variate_input: str = "raw"
+
+  @classmethod
+  def from_settings(cls, settings):
+    return cls(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(cls)})
+
+
+class StepGradients(NamedTuple):
+  """What ``step_gradients`` returns. Gradients have their variables' shapes (member axis first when stacked).
+
+  Attributes:
+    loss: ``-mean ELBO`` (or bound) over the batch at the decoder's samples: ``[]``
+      for one run, ``[M]`` for a stack.
+    encoder: encoder gradients (descent direction).
+    decoder: decoder gradients; prior: the prior logits' gradient (one tensor).
+    state: gradients of the estimator's loss w.r.t. its state variables (``None``
+      without state); state_loss: that loss.
+    estimates: the per-layer estimates ``g_l`` ``[*batch, D]``.
+  """
+  loss: tf.Tensor
+  encoder: List[tf.Tensor]
+  decoder: List[tf.Tensor]
+  prior: Optional[tf.Tensor]
+  state: Optional[List[tf.Tensor]]
+  state_loss: Optional[tf.Tensor]
+  estimates: List[tf.Tensor]
+
+
+def _logit(u):
+  return tf.math.log(u) - tf.math.log1p(-u)
+
+
+class LayerObjective(Objective):
+  """``f_l`` of a layered model: a candidate for layer ``l`` -> the ELBO of its completed configuration."""
+
+  def __init__(self, model, x, forward_bits, forward_logits, layer, noise, share_upper_noise):
+    self.model, self.x, self.layer = model, x, layer
+    self.below = list(forward_bits[:layer])
+    # Every encoder logit of a log q term is held constant (PROTOCOL.md section 1); layer l's own too.
+    self.fixed_logits = [tf.stop_gradient(a) for a in forward_logits[:layer + 1]]
+    self.num_upper = model.num_layers - layer - 1
+    self.upper_noise = noise.split(max(self.num_upper, 1))[:self.num_upper]
+    self.share_upper_noise = share_upper_noise
+    self.fn = self._hard
+
+  def _uniforms(self, candidates):
+    """One U(0, 1) per upper layer: shared by all candidates ``[..., B, D]``, or one per candidate ``[S, ..., B, D]``."""
+    if self.share_upper_noise:
+      return [n.uniform(candidates[0], open_interval=True) for n in self.upper_noise]
+    return [n.uniform(candidates[0], candidates.shape[0], open_interval=True) for n in self.upper_noise]
+
+  def _hard(self, candidates, uniforms=None):
+    uniforms = self._uniforms(candidates) if uniforms is None else uniforms
+    bits, upper_logits = self.model.complete(self.x, self.below + [candidates], self.layer + 1, uniforms)
+    return self.model.elbo(self.x, bits, self.fixed_logits + [tf.stop_gradient(a) for a in upper_logits])
+
+  def _relaxed(self, candidates, uniforms, temperature):
+    bits, logits = self.below + [candidates], list(self.fixed_logits)
+    for j, u in zip(range(self.layer + 1, self.model.num_layers), uniforms):
+      a = self.model.layer_logits(j, bits[-1], self.x, frozen=True)  # differentiable in the relaxed bits below
+      bits.append(tf.sigmoid((a - _logit(u)) / temperature[..., tf.newaxis]))
+      logits.append(a)
+    return self.model.elbo(self.x, bits, logits)
+
+  def __call__(self, bits, relaxed=None, temperature=None):
+    if relaxed is None:
+      return self._hard(bits)
+    both = tf.concat([bits, relaxed], axis=0)
+    uniforms = self._uniforms(both)
+    num_hard = bits.shape[0]
+    part = (lambda us, s: us) if self.share_upper_noise else (lambda us, s: [u[s] for u in us])
+    return tf.concat([self._hard(bits, part(uniforms, slice(None, num_hard))),
+                      self._relaxed(relaxed, part(uniforms, slice(num_hard, None)), temperature)], axis=0)
+
+
+def _forward_sample(model, x, logits0, noise):
+  """One ancestral sample ``b ~ q(b | x)``: (bits, logits) per layer; layer 0's logits given."""
+  layer_noise = noise.split(model.num_layers)
+  bits, logits = [], [logits0]
+  for l in range(model.num_layers):
+    if l > 0:
+      logits.append(model.layer_logits(l, bits[-1], x))
+    bits.append(tf.stop_gradient(tf.cast(layer_noise[l].uniform(logits[l]) < tf.sigmoid(logits[l]), tf.float32)))
+  return bits, logits
+
+
+def _decoder_sample(estimator, options):
+  return estimator.decoder_sample or options.decoder_sample
+
+
+def _reduce_batch(values, reduction):
+  return tf.reduce_sum(values, axis=-1) if reduction == "sum" else tf.reduce_mean(values, axis=-1)
+
+
+def step_gradients(model, estimator, x, noise, states=None, options=StepOptions(), decoder=True, train_state=True):
+  """One estimate of every gradient of a step at the binarised batch ``x`` (see the module docstring).
+
+  Args:
+    model: a ``models.BernoulliVAE`` (or anything with its interface; the toy problem).
+    estimator: a registered ``Estimator``.
+    x: ``[B, P]`` (stacked runs: ``[M, B, P]``, one batch per member).
+    noise: the step's estimator noise (a ``Noise`` with ``fold_in``; per member when stacked).
+    states: one estimator state per stochastic layer, or ``None`` for estimators without.
+    options: ``StepOptions``.
+    decoder: ``False`` computes the encoder gradient only (the variance basket).
+    train_state: ``False`` skips the state's gradients (the state is used, not trained).
+
+  Returns:
+    ``StepGradients``.
+  """
+  L = model.num_layers
+  if L > 1 and estimator.multi_sample:
+    raise ValueError(f"layered models train one single-sample estimate per layer; {estimator.name} estimates a "
+                     "multi-sample bound")
+  batch_size = tf.cast(tf.shape(x)[-2], tf.float32)
+  encoder_vars = list(model.encoder_variables)
+  decoder_vars = list(model.decoder_variables)
+  prior = getattr(model, "prior_logits", None)
+  trainable = estimator.trainable if (states is not None and train_state) else None
+  # Layered models train decoder and prior on their forward sample.
+  mode = _decoder_sample(estimator, options) if L == 1 else "independent"
+  needs_forward = L > 1 or (decoder and mode == "independent")
+  # The estimator's own parameters learn through the estimate: an outer tape, opened only for them.
+  state_tape = tf.GradientTape() if trainable is not None else None
+  if state_tape is not None:
+    state_tape.__enter__()
+  with tf.GradientTape(persistent=True) as tape:
+    logits0 = model.layer_logits(0, None, x)
+    if needs_forward:
+      forward_bits, forward_logits = _forward_sample(model, x, logits0, noise.fold_in(streams.FORWARD_SAMPLE))
+    else:
+      forward_bits, forward_logits = None, [logits0]
+    outputs = []
+    for l in range(L):
+      layer_noise = noise if l == 0 else noise.fold_in(streams.LAYER + l)
+      if L == 1:
+        # A multi-sample bound keeps f's dependence on the encoder (the direct term).
+        f_logits = logits0 if estimator.multi_sample else tf.stop_gradient(logits0)
+        objective = Objective(lambda b: model.elbo(x, b, f_logits))
+      else:
+        objective = LayerObjective(model, x, forward_bits, forward_logits, l,
+                                   noise.fold_in(streams.COMPLETION + l), options.share_upper_noise)
+      context = model.estimator_context(l, x, forward_bits, options.control_variate_input)
+      outputs.append(estimator.fn(objective, forward_logits[l], layer_noise,
+                                  state=None if states is None else states[l], context=context))
+    if estimator.multi_sample:
+      objective_values = outputs[0].objective_value()       # the bound at the estimator's samples
+    elif not decoder:
+      objective_values = None
+    elif mode == "independent":
+      objective_values = model.elbo(x, forward_bits, [tf.stop_gradient(a) for a in forward_logits])
+    elif mode == "estimator":
+      objective_values = outputs[0].objective_value()
+    else:  # k_independent: the estimator's own independent draws, topped up with fresh ones
+      objective_values = _k_independent_elbo(model, x, logits0, estimator, outputs[0], noise)
+    if objective_values is not None:
+      loss = -tf.reduce_mean(objective_values, axis=-1)       # [] or [M]: the reported loss
+      total_loss = tf.reduce_sum(loss)                         # members are independent: their sum
+      reduction = estimator.reference_decoder_reduction if options.decoder_reduction == "as_reference" \
+          else options.decoder_reduction
+      decoder_loss = tf.reduce_sum(-_reduce_batch(objective_values, reduction))
+    else:
+      loss = total_loss = decoder_loss = None
+  estimates = [out.grad for out in outputs]
+  backprop = estimates if trainable is not None else [tf.stop_gradient(g) for g in estimates]
+  encoder_grads = tape.gradient(forward_logits[:L], encoder_vars, output_gradients=[-g / batch_size for g in backprop])
+  if estimator.multi_sample:  # plus the direct term: the bound's own dependence on the encoder
+    direct = tape.gradient(total_loss, encoder_vars)
+    encoder_grads = [g + d for g, d in zip(encoder_grads, direct)]
+  state_grads = state_loss = None
+  if trainable is not None:
+    if trainable.loss_space == "logits":
+      state_loss = trainable.loss(estimates)
+    else:  # the reference trains on the gradient of the batch-summed objective
+      state_loss = trainable.loss([g * batch_size for g in encoder_grads])
+    state_tape.__exit__(None, None, None)
+    state_grads = state_tape.gradient(state_loss, [v for s in states for v in s.trainable_variables])
+  decoder_grads, prior_grad = [], None
+  if decoder:
+    targets = decoder_vars + ([prior] if prior is not None else [])
+    grads = tape.gradient(decoder_loss, targets) if targets else []
+    decoder_grads = grads[:len(decoder_vars)]
+    prior_grad = grads[len(decoder_vars)] if prior is not None else None
+  del tape
+  encoder_grads = [tf.stop_gradient(g) for g in encoder_grads]
+  return StepGradients(loss=loss, encoder=encoder_grads, decoder=decoder_grads, prior=prior_grad, state=state_grads,
+                       state_loss=state_loss, estimates=[tf.stop_gradient(g) for g in estimates])
+
+
+def _k_independent_elbo(model, x, logits0, estimator, output, noise):
+  """ELBOs ``[K, *batch]`` at ``K = estimator.samples`` independent samples from q(b|x).
+
+  The estimator's own independent draws (``output.num_independent`` leading ``bits``)
+  come first; fresh draws from their own stream make up the rest (for DisARM, the
+  pairs' second halves are never decoder samples, as in the RODEO reference).
+  """
+  num = estimator.samples
+  reused = min(num, output.num_independent)
+  fixed_logits = tf.stop_gradient(logits0)
+  parts = []
+  if reused:
+    parts.append(tf.stop_gradient(output.bits[:reused]))
+  if num > reused:
+    u = noise.fold_in(streams.DECODER_TOP_UP).uniform(logits0, num - reused)
+    parts.append(tf.cast(u < tf.sigmoid(fixed_logits), tf.float32))
+  bits = parts[0] if len(parts) == 1 else tf.concat(parts, axis=0)
+  return tf.reduce_mean(model.elbo(x, bits, fixed_logits), axis=0)
