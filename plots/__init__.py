@@ -1,14 +1,16 @@
 """Figures, tables, claim checks and the report of a disarm-bench sweep.
 
 Modules:
-  style     estimator colours/labels, dataset titles, Omniglot-28* footnote, fonts
-  loading   reading summary.csv, runs/<id>/metrics.csv + config.json, toy CSVs
-  stats     mean / s.e. (ddof=1), aggregation over seeds on step, paired differences
-  figures   training-curve and toy figures (PNG + PDF into <sweep>/figures/)
-  tables    tables.md / tables.tex with the bolding rule
-  compare   PROTOCOL section 7 claim verdicts, comparison with published numbers
-  report    report.md assembly; make_report()
-  make_report  CLI: python -m plots.make_report --results_dir=results/<sweep>
+  style       estimator order/labels/colours from estimator_info (Catalogue), dataset titles, Omniglot-28*, fonts
+  loading     reading a sweep folder robustly (load_sweep): summary, config.json, metrics.csv, sweep.json, toy CSVs
+  stats       mean / s.e. (ddof=1), aggregation over seeds on step, paired differences
+  figures     figure plan and drawing (PNG + PDF into <sweep>/figures/)
+  tables      tables.md / tables.tex with the bolding rule; the variance-basket ratio table
+  compare     PROTOCOL section 7 claims (one data table, CLAIMS) and their verdicts
+  published   the published numbers (default results/published/rodeo_2022.csv), their protocols, the comparison
+  report      report.md assembly; make_report()
+  make_report CLI: python -m plots.make_report --results_dir=results/<sweep>
+  testing     tiny real sweeps for tests and demos (needs the training stack)
 
 See plots/README.md for the file formats and the rules.
 """
@@ -16,12 +18,12 @@ See plots/README.md for the file formats and the rules.
 __all__ = ["make_report"]
 
 
-def make_report(results_dir, published_csv=None):
-    """Regenerate figures, tables and <results_dir>/report.md; returns its path.
+def make_report(results_dir, published_csv=None, draw_figures=True):
+  """Regenerate figures, tables and <results_dir>/report.md; returns its path.
 
-    See plots.report.make_report. (Imported lazily so that `python -m plots.compare`
-    and `python -m plots.make_report` do not load their own module twice.)
-    """
-    from plots.report import make_report as _make_report
+  See plots.report.make_report. (Imported lazily so that `python -m plots.compare`
+  and `python -m plots.make_report` do not load their own module twice.)
+  """
+  from plots.report import make_report as _make_report
 
-    return _make_report(results_dir, published_csv)
+  return _make_report(results_dir, published_csv, draw_figures)

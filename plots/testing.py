@@ -1,172 +1,233 @@
-"""Synthetic sweep directories in the driver's layout, for tests and demos.
+"""Tiny real sweeps for the plots tests and for trying the report: the real writer, then (if asked) chosen values.
 
-    python -m plots.testing /tmp/demo_sweep && python -m plots.make_report --results_dir=/tmp/demo_sweep
+    python -m plots.testing /tmp/demo && python -m plots.make_report --results_dir=/tmp/demo/main
 
-Numbers are made up (smooth curves plus noise); they only exercise the code paths.
+(``build_sweep`` builds every sweep of ``SWEEPS`` side by side in background processes.)
+
+Every sweep here is trained by the suite's own driver code (``training.sweep.run_sweep``
+with a ``contracts.settings.Grid``, a few steps on the real data), so its files have the
+format the suite writes today. Where a test needs controlled numbers (a claim's verdict
+logic), ``set_metric_values`` overwrites chosen values of chosen runs through
+``training.results_io`` (``read_metrics``, ``write_metrics``, ``rebuild_summary``): the
+columns, the summary and every file stay the writer's.
+
+Unlike the rest of ``plots`` this module needs the training stack (TensorFlow); it is
+imported by tests and demos only.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import subprocess
 import sys
 
-import numpy as np
-import pandas as pd
+from contracts import results
+from contracts.settings import Grid, Settings
 
-from plots import style
-from plots.loading import BASKET_PREFIX, SUMMARY_COLUMNS
+# A few steps, two evaluations (steps 0 and 20) with cheap bounds: the point is the
+# files, not the numbers. Evaluation passes over the whole data set dominate a tiny
+# run's time, so the sweeps use Omniglot (the smallest) and two seeds.
+TINY = dict(num_steps=20, eval_every=20, bound_every=20, num_bound_samples=2)
 
-# Offsets of the synthetic final train ELBO and gradient-variance factors.
-_ELBO_OFFSET = {"reinforce_loo": -1.0, "arm": -2.0, "disarm": 0.0, "relax": -0.5}
-_VAR_FACTOR = {"reinforce_loo": 1.5, "arm": 1.0, "disarm": 0.3, "relax": 0.5}
-_SPEED = {"relax": 40.0}
-# Variance factors of the multi-sample families (times 1/sqrt(cost) in the curves).
-_FAMILY_VAR_FACTOR = {"vimco": 2.0, "local_disarm": 0.8, "local_disarm_sym": 0.6}
+# name -> (grid, runs stacked per graph, toy problem arguments or None)
+SWEEPS = {
+  # The paper's four single-sample estimators on a cell with published RODEO rows
+  # (Omniglot, nonlinear: DisARM and RELAX), with the variance basket, the K-sample
+  # bound logged, both seeds trained as one stack, and a tiny toy problem.
+  "main": (
+    Grid(
+      ("omniglot",),
+      ("nonlinear",),
+      ("reinforce_loo", "arm", "disarm", "relax"),
+      (0, 1),
+      Settings(**TINY, log_bound_k=True, basket=("reinforce_loo", "arm", "disarm"), basket_draws=3),
+    ),
+    2,
+    dict(
+      estimators=("arm", "disarm"),
+      p0s=(0.49, 0.499),
+      seeds=(0, 1),
+      num_steps=20,
+      num_draws=200,
+      sigma_grid=(0.1, 0.5, 0.9),
+      log_every=10,
+    ),
+  ),
+  # Estimators of a multi-sample bound at two costs (2 and 4 evaluations of f).
+  "multisample": (
+    Grid(("mnist",), ("linear",), ("vimco_2", "local_disarm_1", "vimco_4", "local_disarm_2"), (0, 1), Settings(**TINY)),
+    2,
+    None,
+  ),
+}
 
-MULTISAMPLE_ESTIMATORS = ("vimco_2", "local_disarm_1", "vimco_10", "local_disarm_5",
-                          "local_disarm_sym_5", "vimco_20", "local_disarm_10")
-BASKET_ESTIMATORS = ("reinforce_loo", "arm", "disarm", "relax")
-
-
-def _var_factor(est: str) -> float:
-    fam = style.estimator_family(est)
-    if est not in _VAR_FACTOR and fam is not None and fam[0] in _FAMILY_VAR_FACTOR:
-        return _FAMILY_VAR_FACTOR[fam[0]] / np.sqrt(fam[1])
-    return _VAR_FACTOR.get(est, 2.0)
-
-
-def write_run(root: str, run: dict, metrics: pd.DataFrame, config: dict | None = None) -> None:
-    d = os.path.join(root, "runs", run["run_id"])
-    os.makedirs(d, exist_ok=True)
-    metrics.to_csv(os.path.join(d, "metrics.csv"), index=False)
-    cfg = {k: run[k] for k in ("run_id", "dataset", "model", "estimator", "seed", "num_steps")}
-    cfg.update(config or {})
-    with open(os.path.join(d, "config.json"), "w") as f:
-        json.dump(cfg, f, indent=1, default=int)
-
-
-def write_summary(root: str, rows) -> str:
-    os.makedirs(root, exist_ok=True)
-    df = pd.DataFrame(rows)
-    for c in SUMMARY_COLUMNS:
-        if c not in df.columns:
-            df[c] = np.nan
-    path = os.path.join(root, "summary.csv")
-    df[list(SUMMARY_COLUMNS)].to_csv(path, index=False)
-    return path
-
-
-def write_synthetic_sweep(
-    root: str,
-    datasets=("mnist", "omniglot"),
-    models=("linear", "nonlinear"),
-    estimators=("reinforce_loo", "arm", "disarm", "relax", "new_estimator"),
-    seeds=(0, 1, 2),
-    num_steps=20000,
-    eval_every=1000,
-    bound_every=5000,
-    with_toy=True,
-    seed=0,
-    basket=(),
-    basket_trainers=None,
-) -> str:
-    """Write summary.csv, runs/*/metrics.csv + config.json and toy CSVs; returns root.
-
-    Multi-sample estimators (vimco_K, local_disarm_m, local_disarm_sym_m) also get
-    valid_bound_k / test_bound_k (on the bound_every steps); the others get NaN there.
-    Given `basket` (estimator names), every run gets basket_var_<name> columns: made-up
-    variances of those estimators "measured" at the run's parameters (only the runs
-    trained by an estimator in `basket_trainers`, if given).
-    """
-    rng = np.random.default_rng(seed)
-    rows = []
-    steps = np.arange(0, num_steps + 1, eval_every)
-    for ds in datasets:
-        for mdl in models:
-            base = -160.0 if ds == "omniglot" else -130.0
-            base += 10.0 if mdl == "nonlinear" else 0.0
-            for est in estimators:
-                for s in seeds:
-                    run_id = f"{ds}-{mdl}-{est}-s{s}"
-                    prog = 1 - np.exp(-steps / (num_steps / 4))
-                    off = _ELBO_OFFSET.get(est, -1.5)
-                    elbo = base - 80 + (80 + off) * prog + rng.normal(0, 0.3, len(steps))
-                    bound = elbo + 5 + rng.normal(0, 0.3, len(steps))
-                    bound[steps % bound_every != 0] = np.nan
-                    decay = 10 * np.exp(-steps / num_steps)
-                    var = (_var_factor(est) * decay
-                           * np.exp(rng.normal(0, 0.1, len(steps))))
-                    is_relax = est == "relax"
-                    m = pd.DataFrame({
-                        "step": steps,
-                        "wall_time_s": steps / _SPEED.get(est, 100.0),
-                        "steps_per_sec": _SPEED.get(est, 100.0),
-                        "train_elbo": elbo,
-                        "valid_bound_100": bound,
-                        "test_bound_100": bound - 0.2,
-                        "grad_variance": var,
-                        "relax_temperature": 0.1 if is_relax else np.nan,
-                        "relax_scale": 1.0 if is_relax else np.nan,
-                    })
-                    k = style.multisample_evaluations(est)
-                    bound_k = bound - 3.0 / np.log(1 + k) if k else np.full(len(steps), np.nan)
-                    m["valid_bound_k"] = bound_k
-                    m["test_bound_k"] = bound_k - 0.2
-                    for b in (basket if basket_trainers is None or est in basket_trainers
-                              else ()):
-                        m[BASKET_PREFIX + b] = (_var_factor(b) * decay
-                                                * np.exp(rng.normal(0, 0.1, len(steps))))
-                    run = {
-                        "run_id": run_id, "dataset": ds, "model": mdl, "estimator": est,
-                        "seed": s, "num_steps": num_steps, "status": "done",
-                        "final_step": num_steps, "final_train_elbo": elbo[-1],
-                        "best_train_elbo": elbo.max(),
-                        "final_valid_bound_100": bound[-1], "best_valid_bound_100": np.nanmax(bound),
-                        "final_test_bound_100": bound[-1] - 0.2,
-                        "test_bound_100_at_best_valid": bound[-1] - 0.2,
-                        "final_grad_variance": var[-1], "mean_grad_variance": var.mean(),
-                        "wall_time_s": num_steps / _SPEED.get(est, 100.0),
-                        "steps_per_sec": _SPEED.get(est, 100.0),
-                    }
-                    write_run(root, run, m, {"batch_size": 50, "eval_every": eval_every,
-                                             "bound_every": bound_every})
-                    rows.append(run)
-    write_summary(root, rows)
-    if with_toy:
-        write_synthetic_toy(root, seeds=seeds, rng=rng)
-    return root
+# Set it to a folder to keep the built sweeps between test sessions (a sweep is rebuilt
+# when its folder lacks the built mark or its definition in SWEEPS changed); unset,
+# every session builds its own.
+REUSE_ENV = "DISARM_PLOTS_TEST_SWEEPS"
+_BUILT_MARK = ".plots-testing-built"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# (root, name) -> (process, log path) of builds running in the background.
+_BUILDS = {}
 
 
-def write_synthetic_toy(root: str, p0s=(0.49, 0.499, 0.4999), seeds=(0, 1, 2), rng=None):
-    rng = rng or np.random.default_rng(0)
-    d = os.path.join(root, "toy")
-    os.makedirs(d, exist_ok=True)
-    sig = np.linspace(0.05, 0.95, 19)
-    var_rows, tr_rows = [], []
-    for p0 in p0s:
-        delta2 = (1 - 2 * p0) ** 2
-        exact = {
-            "arm": delta2 * sig * (1 - sig) / 4,
-            "disarm": delta2 * (sig * (1 - sig)) ** 2,
-            "reinforce_loo": delta2 * sig * (1 - sig) / 2,
-        }
-        for est, ex in exact.items():
-            for s_, e_ in zip(sig, ex):
-                var_rows.append({"p0": p0, "estimator": est, "sigma_phi": s_,
-                                 "variance": e_ * np.exp(rng.normal(0, 0.05)),
-                                 "variance_exact": e_ if est != "reinforce_loo" else np.nan})
-        for est, speed in (("arm", 1.0), ("disarm", 3.0), ("reinforce_loo", 1.5)):
-            for seed in seeds:
-                for step in range(0, 2001, 100):
-                    s = 0.5 + 0.45 * (1 - np.exp(-speed * step / 2000 * (0.5 - p0) * 100))
-                    tr_rows.append({"p0": p0, "estimator": est, "seed": seed, "step": step,
-                                    "sigma_phi": min(0.999, s + rng.normal(0, 0.01))})
-    pd.DataFrame(var_rows).to_csv(os.path.join(d, "toy_variance.csv"), index=False)
-    pd.DataFrame(tr_rows).to_csv(os.path.join(d, "toy_training.csv"), index=False)
+def sweeps_root(session_tmp) -> str:
+  """Where a test session builds its sweeps: $DISARM_PLOTS_TEST_SWEEPS, else under the session's temp folder."""
+  return os.environ.get(REUSE_ENV) or os.path.join(str(session_tmp), "plots-sweeps")
+
+
+def _sweep_dir(name: str, root: str) -> str:
+  return os.path.join(os.path.abspath(root), name)
+
+
+def _fingerprint(name: str) -> str:
+  """What the built mark records: the sweep's definition, so that a changed definition is rebuilt."""
+  grid, max_stack, toy = SWEEPS[name]
+  return json.dumps(dict(grid=grid.to_dict(), max_stack=max_stack, toy=toy), sort_keys=True, default=list) + "\n"
+
+
+def is_built(name: str, root: str) -> bool:
+  path = os.path.join(_sweep_dir(name, root), _BUILT_MARK)
+  if not os.path.exists(path):
+    return False
+  with open(path) as f:
+    return f.read() == _fingerprint(name)
+
+
+def build_sweep_here(name: str, root: str) -> str:
+  """Trains sweep ``name`` of ``SWEEPS`` into ``<root>/<name>`` in this process (once); returns its path."""
+  from training.sweep import run_sweep
+
+  grid, max_stack, toy = SWEEPS[name]
+  sweep_dir = _sweep_dir(name, root)
+  if is_built(name, root):
+    return sweep_dir
+  if os.path.exists(sweep_dir):
+    shutil.rmtree(sweep_dir)
+  run_sweep(grid, sweep_dir, stream=sys.stdout, max_stack=max_stack)  # the build log names any crash
+  if toy is not None:
+    from experiments.toy import run_toy
+
+    run_toy(os.path.join(sweep_dir, results.TOY_DIR), log=None, **toy)
+  with open(os.path.join(sweep_dir, _BUILT_MARK), "w") as f:
+    f.write(_fingerprint(name))
+  return sweep_dir
+
+
+def start_builds(root: str, names=None) -> None:
+  """Starts building the named sweeps (default: all) in background processes, one each.
+
+  Much of a tiny sweep's time is single-threaded (Python, graph tracing, XLA
+  compilation): two sweeps built side by side finish sooner than one after the other.
+  """
+  os.makedirs(root, exist_ok=True)
+  for name in names or SWEEPS:
+    key = (os.path.abspath(root), name)
+    if key in _BUILDS or is_built(name, root):
+      continue
+    log_path = os.path.join(os.path.abspath(root), f"{name}.build.log")
+    with open(log_path, "w") as log:
+      env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+      process = subprocess.Popen(
+        [sys.executable, "-m", "plots.testing", "build", name, os.path.abspath(root)],
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+      )
+    _BUILDS[key] = (process, log_path)
+
+
+def build_sweep(name: str, root: str) -> str:
+  """The path of sweep ``name`` built under ``root``: built once, in the background beside the other
+  sweeps of ``SWEEPS`` (``start_builds``); raises RuntimeError with the build's output if it failed."""
+  if is_built(name, root):
+    return _sweep_dir(name, root)
+  start_builds(root)
+  process, log_path = _BUILDS[(os.path.abspath(root), name)]
+  process.wait()
+  if process.returncode != 0 or not is_built(name, root):
+    with open(log_path) as f:
+      tail = f.read()[-4000:]
+    raise RuntimeError(f"building the tiny sweep {name!r} failed (exit status {process.returncode}):\n{tail}")
+  return _sweep_dir(name, root)
+
+
+@atexit.register
+def _stop_unfinished_builds():
+  """A test session that needed only some sweeps does not leave the others training."""
+  for process, _ in _BUILDS.values():
+    if process.poll() is None:
+      process.terminate()
+
+
+def copy_sweep(src: str, dst: str) -> str:
+  """Copies a sweep's inputs (the files the training driver writes) to ``dst``, without figures or reports."""
+  inputs = {results.SUMMARY_CSV, results.SWEEP_JSON}
+  run_files = {results.CONFIG_JSON, results.METRICS_CSV, results.DONE_JSON, results.FAILED_JSON}
+  os.makedirs(dst, exist_ok=True)
+  for name in sorted(os.listdir(src)):
+    path = os.path.join(src, name)
+    if name in inputs:
+      shutil.copy2(path, os.path.join(dst, name))
+    elif name == results.TOY_DIR:
+      shutil.copytree(path, os.path.join(dst, name))
+    elif name == results.RUNS_DIR:
+      for run_id in sorted(os.listdir(path)):
+        out = os.path.join(dst, name, run_id)
+        os.makedirs(out, exist_ok=True)
+        for f in sorted(os.listdir(os.path.join(path, run_id))):
+          if f in run_files:
+            shutil.copy2(os.path.join(path, run_id, f), os.path.join(out, f))
+  return dst
+
+
+def set_metric_values(sweep_dir: str, changes: dict, rebuild: bool = True):
+  """Overwrites metric values of runs through the suite's writer, then rebuilds summary.csv.
+
+  ``changes``: ``{run_id: {column: value}}``. A ``value`` is a number (written into
+  every row), or a callable taking the run's metrics DataFrame and returning the new
+  column (e.g. ``lambda m: m["basket_var_arm"] * 0.5``), or a dict ``{"last": x}``
+  that sets the last evaluation only (what summary.csv reports as ``final_*``).
+  ``column`` must be a column the writer already wrote for that run.
+  """
+  from training import results_io
+
+  for run_id, columns in changes.items():
+    path = os.path.join(sweep_dir, results.RUNS_DIR, run_id, results.METRICS_CSV)
+    frame = results_io.read_metrics(path)
+    for column, value in columns.items():
+      if column not in frame.columns:
+        raise KeyError(f"{run_id}: metrics.csv has no column {column!r} (columns: {', '.join(frame.columns)})")
+      if callable(value):
+        frame[column] = value(frame)
+      elif isinstance(value, dict):
+        frame[column] = frame[column].astype(float)
+        frame.loc[frame.index[-1], column] = value["last"]
+      else:
+        frame[column] = value
+    results_io.write_metrics(path, frame)
+  if rebuild:
+    results_io.rebuild_summary(sweep_dir)
+
+
+def run_ids(sweep_dir: str, estimator: str) -> list:
+  """Run ids of one estimator's runs in a sweep, by seed, as summary.csv lists them."""
+  import csv
+
+  with open(os.path.join(sweep_dir, results.SUMMARY_CSV), newline="") as f:
+    rows = [r for r in csv.DictReader(f) if r["estimator"] == estimator]
+  return [r["run_id"] for r in sorted(rows, key=lambda r: int(r["seed"]))]
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m plots.testing OUT_DIR")
-    print(write_synthetic_sweep(sys.argv[1]))
+  if len(sys.argv) == 4 and sys.argv[1] == "build":
+    build_sweep_here(sys.argv[2], sys.argv[3])
+  elif len(sys.argv) == 2:
+    for sweep in SWEEPS:
+      print(build_sweep_here(sweep, sys.argv[1]))
+  else:
+    sys.exit("usage: python -m plots.testing OUT_DIR   (or: build NAME ROOT)")
