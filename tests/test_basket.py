@@ -8,10 +8,12 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from models import BernoulliVAE
+from contracts import streams
+from contracts.settings import RunConfig, Settings
+from models import build_model
 from training import runner
-from training.config import RunConfig
 from training.trainer import Trainer
+from training.validation import validate_config
 
 NUM_PIXELS, NUM_LATENTS, BATCH = 6, 3, 10
 
@@ -38,13 +40,17 @@ def exact_loo_variance(model, x):
   return float(np.sum(second - mean ** 2))
 
 
-def test_basket_variance_matches_exact_estimator_variance():
+@pytest.mark.parametrize("stacked", [False, True], ids=["lone", "stacked"])
+def test_basket_variance_matches_exact_estimator_variance(stacked):
+  """The basket measured by a lone run (plain form) and by a one-member stack (member axis)."""
   splits = identical_images()
-  config = RunConfig("fake", "linear", "disarm", seed=0, num_steps=10, batch_size=BATCH,
-                     basket=("reinforce_loo", "arm", "disarm"), basket_draws=2000)
-  stacked = BernoulliVAE("linear", splits.mean_train, seed=[0], num_latents=NUM_LATENTS)
-  single = BernoulliVAE("linear", splits.mean_train, seed=0, num_latents=NUM_LATENTS)
-  trainer = Trainer(config, splits, model=stacked)
+  config = RunConfig("fake", "linear", "disarm", 0, Settings(num_steps=10, batch_size=BATCH,
+                                                              basket=("reinforce_loo", "arm", "disarm"),
+                                                              basket_draws=2000))
+  seed = (0, streams.MODEL_INIT_SALT)
+  single = build_model("linear", splits.mean_train, seed=seed, num_latents=NUM_LATENTS)
+  model = build_model("linear", splits.mean_train, seed=[seed], num_latents=NUM_LATENTS) if stacked else single
+  trainer = Trainer(config, splits, model=model, stacked=stacked)
   row = trainer.basket_variances()[0]
   assert sorted(row) == ["basket_var_arm", "basket_var_disarm", "basket_var_reinforce_loo"]
   # Identical images: the encoder input x - mean is the same for every example, each
@@ -66,9 +72,10 @@ def test_basket_columns_land_in_metrics_csv(tmp_path, monkeypatch):
   train = rng.uniform(0.05, 0.95, size=(100, 784)).astype(np.float32)
   splits = types.SimpleNamespace(train=train, valid=train[:30], test=train[:30], mean_train=train.mean(0),
                                  name="fake")
-  monkeypatch.setattr(runner, "load_dataset", lambda name, data_dir=None: splits)
-  configs = [RunConfig("mnist", "linear", "arm", seed=s, num_steps=20, batch_size=10, eval_every=10,
-                       bound_every=20, num_bound_samples=5, basket=("arm", "disarm"), basket_draws=5)
+  monkeypatch.setattr(runner, "load_dataset", lambda name, data_dir=None, **kwargs: splits)
+  configs = [RunConfig("mnist", "linear", "arm", s, Settings(num_steps=20, batch_size=10, eval_every=10,
+                                                             bound_every=20, num_bound_samples=5,
+                                                             basket=("arm", "disarm"), basket_draws=5))
              for s in (0, 1)]
   dirs = [str(tmp_path / c.run_id) for c in configs]
   summaries = runner.train_stack(configs, dirs)
@@ -76,6 +83,7 @@ def test_basket_columns_land_in_metrics_csv(tmp_path, monkeypatch):
   for d in dirs:
     metrics = pd.read_csv(f"{d}/metrics.csv")
     assert list(metrics.columns[-2:]) == ["basket_var_arm", "basket_var_disarm"]
+    assert (metrics["stack_size"] == 2).all()  # both seeds trained in one graph
     for column in ("basket_var_arm", "basket_var_disarm"):
       assert metrics[column].notna().all() and (metrics[column] > 0).all()
 
@@ -86,4 +94,4 @@ def test_basket_columns_land_in_metrics_csv(tmp_path, monkeypatch):
                                                     ("arm", ("disarn",), "disarm")])
 def test_bad_baskets_are_refused(estimator, basket, match):
   with pytest.raises(ValueError, match=match):
-    RunConfig("mnist", "linear", estimator, seed=0, num_steps=10, basket=basket).validate()
+    validate_config(RunConfig("mnist", "linear", estimator, 0, Settings(num_steps=10, basket=basket)))

@@ -358,14 +358,28 @@ def test_nonexistent_explicit_data_dir(tmp_path):
 
 
 def test_fallback_failure_names_files_dir_and_fix(tmp_path, monkeypatch):
+    calls = []
+
     def no_tfds(name):
+        calls.append(name)
         raise RuntimeError("no internet")
 
     monkeypatch.setattr(loaders, "_load_from_tfds", no_tfds)
+    # A data directory without the dataset's files: an immediate error naming the files,
+    # the folder and the fixes (download included); no tensorflow_datasets attempt.
     message = _expect_error(str(tmp_path), "train-images-idx3-ubyte.gz",
                             contains=("t10k-images-idx3-ubyte.gz", str(tmp_path),
-                                      "--data_dir", "DISARM_DATA_DIR", "no internet"))
-    assert "tensorflow_datasets" in message
+                                      "--data_dir", "DISARM_DATA_DIR", "--allow_download"))
+    assert "tensorflow_datasets" in message and calls == []
+    # Asked to download: the fallback's own failure is named, with the same fixes.
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist", data_dir=str(tmp_path), allow_download=True)
+    message = str(info.value)
+    _assert_fix_hint(message, "train-images-idx3-ubyte.gz")
+    for text in ("t10k-images-idx3-ubyte.gz", str(tmp_path), "--data_dir", "DISARM_DATA_DIR", "no internet",
+                 "tensorflow_datasets"):
+        assert text in message, message
+    assert calls == ["mnist"]
 
 
 def test_fallback_used_when_files_entirely_absent(tmp_path, monkeypatch):
@@ -377,7 +391,11 @@ def test_fallback_used_when_files_entirely_absent(tmp_path, monkeypatch):
                                    np.zeros((10_000, 28, 28), np.uint8), "fake tfds")
 
     monkeypatch.setattr(loaders, "_load_from_tfds", fake_tfds)
-    assert load_dataset("fashion_mnist", data_dir=tmp_path).source == "fake tfds"
+    # A data directory without the files falls back only when a download is allowed.
+    with pytest.raises(DataError, match="--allow_download"):
+        load_dataset("fashion_mnist", data_dir=tmp_path)
+    assert calls == []
+    assert load_dataset("fashion_mnist", data_dir=tmp_path, allow_download=True).source == "fake tfds"
     # No data dir at all (nothing passed, env unset, no sibling) also falls back.
     monkeypatch.delenv("DISARM_DATA_DIR", raising=False)
     monkeypatch.setattr(loaders, "DEFAULT_DATA_DIR", tmp_path / "absent")

@@ -18,26 +18,22 @@ trainer uses; the interface tests run eagerly.
 
 import dataclasses
 import math
-import os
 import statistics
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import estimators  # noqa: E402
-from estimators import ESTIMATORS, estimate_gradient, get_estimator  # noqa: E402
-from estimators import arm as arm_module  # noqa: E402
-from estimators import reinforce_loo as loo_module  # noqa: E402
-from estimators.base import Estimator, EstimatorOutput  # noqa: E402
+import estimators
+from estimators import ESTIMATORS, Objective, SeedNoise, estimate_gradient, get_estimator
+from estimators import arm as arm_module
+from estimators import reinforce_loo as loo_module
+from estimators.base import Estimator, EstimatorOutput
 
 # Estimators of d E[f(b)]; multi-sample-bound estimators (VIMCO, local DisARM) target
 # d E[log mean exp f] instead and are tested in tests/test_multisample.py.
 NAMES = sorted(n for n, e in ESTIMATORS.items() if not e.multi_sample)
-STATEFUL = sorted(n for n, e in ESTIMATORS.items() if e.has_state)
+STATEFUL = sorted(n for n, e in ESTIMATORS.items() if e.has_state and not e.multi_sample)
 _PHI = statistics.NormalDist().inv_cdf
 
 
@@ -158,6 +154,8 @@ PLANT_TABLE = np.array([[0.0, 2.0, -1.0, 3.0]])
 N_DRAWS = 200_000      # Monte Carlo draws per unbiasedness check
 PLANT_DRAWS = 50_000
 CHUNK = 50_000         # draws per vectorised call (bounds RELAX's memory); one compile
+# RODEO evaluates its network at K x K x (D + 1) points per draw: smaller chunks.
+CHUNK_BY_FAMILY = {"rodeo": 2_000}
 
 # ---- Bonferroni bound for the unbiasedness z-scores ---------------------------------
 # Every estimator is bounded on these cases (|f| bounded, all weights bounded, the noise
@@ -196,7 +194,7 @@ def mc_draws(estimator, tables, logits, seed, num_draws=N_DRAWS, state=None, jit
   logits_t = tf.constant(logits, tf.float32)
   if state is None and est.has_state:
     state = est.make_state(logits_t.shape[-1], 0)   # as estimate_gradient would build it
-  chunk = min(CHUNK, num_draws)
+  chunk = min(CHUNK_BY_FAMILY.get(est.family, CHUNK), num_draws)
   assert num_draws % chunk == 0
 
   def run(seed_pair):
@@ -284,15 +282,15 @@ def test_unbiased_with_perturbed_state(name):
 # --------------------------------------------------------------------------------------
 
 def _wrapped(est, transform, label):
-  def fn(f, logits, seed, state=None, context=None):
-    out = est.fn(f, logits, seed, state=state, context=context)
+  def fn(f, logits, noise, state=None, context=None):
+    out = est.fn(f, logits, noise, state=state, context=context)
     return out._replace(grad=transform(out.grad))
   return dataclasses.replace(est, name=f"{est.name}_{label}", fn=fn)
 
 
-def _disarm_wrong_sign(f, logits, seed, state=None, context=None):
+def _disarm_wrong_sign(f, logits, noise, state=None, context=None):
   """DisARM with (-1)^{b~} instead of (-1)^{b} (our own code)."""
-  _, bits = arm_module.antithetic_pair(logits, seed)
+  _, bits = arm_module.antithetic_pairs(logits, noise)
   b, b_tilde = bits[0], bits[1]
   f_values = f(bits)
   diff = (f_values[1] - f_values[0])[..., tf.newaxis]
@@ -300,9 +298,9 @@ def _disarm_wrong_sign(f, logits, seed, state=None, context=None):
   return EstimatorOutput(grad, bits, f_values)
 
 
-def _disarm_no_abs(f, logits, seed, state=None, context=None):
+def _disarm_no_abs(f, logits, noise, state=None, context=None):
   """DisARM with sigmoid(phi) instead of sigmoid(|phi|): biased wherever phi < 0."""
-  _, bits = arm_module.antithetic_pair(logits, seed)
+  _, bits = arm_module.antithetic_pairs(logits, noise)
   b, b_tilde = bits[0], bits[1]
   f_values = f(bits)
   diff = (f_values[1] - f_values[0])[..., tf.newaxis]
@@ -310,24 +308,34 @@ def _disarm_no_abs(f, logits, seed, state=None, context=None):
   return EstimatorOutput(grad, bits, f_values)
 
 
-def _arm_without_antithetic(f, logits, seed, state=None, context=None):
+def _arm_without_antithetic(f, logits, noise, state=None, context=None):
   """ARM using f(b~) alone instead of f(b~) - f(b): expectation is half the gradient."""
-  u, bits = arm_module.antithetic_pair(logits, seed)
+  u, bits = arm_module.antithetic_pairs(logits, noise)
   f_values = f(bits)
   return EstimatorOutput(f_values[1][..., tf.newaxis] * (u - 0.5), bits, f_values)
 
 
-def _loo_baseline_includes_self(f, logits, seed, state=None, context=None):
+def _loo_baseline_includes_self(f, logits, noise, state=None, context=None):
   """REINFORCE with the mean of ALL K samples as baseline: scaled by (K-1)/K = 1/2."""
   probs = tf.sigmoid(logits)
-  u = tf.random.stateless_uniform(tf.concat([[2], tf.shape(logits)], 0), seed=seed)
-  bits = tf.cast(u < probs, logits.dtype)
+  bits = tf.cast(noise.uniform(logits, 2) < probs, logits.dtype)
   f_values = f(bits)
   signal = (f_values - tf.reduce_mean(f_values, axis=0, keepdims=True))[..., tf.newaxis]
   return EstimatorOutput(tf.reduce_mean(signal * (bits - probs), axis=0), bits, f_values)
 
 
+def _arms_without_debias(f, logits, noise, state=None, context=None):
+  """ARMS (K = 3) without its factor s(1-s) / (s - P2(s)): biased by the samples' correlation."""
+  from estimators import arms as arms_module
+  probs = tf.sigmoid(logits)
+  bits = arms_module.copula_samples(logits, noise, 3)
+  f_values = f(bits)
+  centred = (f_values - tf.reduce_mean(f_values, axis=0, keepdims=True))[..., tf.newaxis]
+  return EstimatorOutput(tf.reduce_sum(centred * (bits - probs), axis=0) / 2.0, bits, f_values)
+
+
 PLANTED_FORMULAS = {
+    "arms_without_debias_factor": _arms_without_debias,
     "disarm_sign_of_b_tilde": _disarm_wrong_sign,
     "disarm_sigmoid_without_abs": _disarm_no_abs,
     "arm_without_antithetic_term": _arm_without_antithetic,
@@ -368,7 +376,23 @@ VAR_TABLES = np.random.default_rng(31).normal(size=(3, 2))
 GRID_PER_PIECE = 2000
 
 
-def _exact_d1_moments(monkeypatch, name, logits, tables):
+class GridNoise:
+  """A ``Noise`` source that returns given uniforms (shape-checked) instead of random ones."""
+
+  def __init__(self, values):
+    self.values, self.calls = values, 0
+
+  def uniform(self, like, num_samples=None, open_interval=False):
+    assert num_samples in (None, 1) and tuple(like.shape) == self.values.shape, (like.shape, self.values.shape)
+    self.calls += 1
+    values = tf.constant(self.values, like.dtype)
+    return values if num_samples is None else values[tf.newaxis]
+
+  def split(self, num):
+    raise AssertionError("the estimators under test draw one uniform")
+
+
+def _exact_d1_moments(name, logits, tables):
   """Exact mean and variance of a D = 1 ARM-family estimator, from its implementation.
 
   For D = 1 the estimate is a function of the single uniform u. The pair (b, b~) is
@@ -376,8 +400,7 @@ def _exact_d1_moments(monkeypatch, name, logits, tables):
   float32 code computes them); on each piece ARM is linear in u and DisARM constant.
   A midpoint grid inside each piece (no cell straddles a discontinuity) therefore
   integrates the mean exactly and the second moment to O(w^3 / G^2) (< 1e-14 here).
-  We feed the grid in place of the random u by patching ``uniform_noise`` in the module
-  that draws the antithetic pair.
+  We feed the grid in place of the random u through a ``Noise`` source (``GridNoise``).
   Returns mean, var [K] (one per example), and the values and weights on the grid.
   """
   probs32 = tf.sigmoid(tf.constant(logits, tf.float32)).numpy()          # [K]
@@ -394,26 +417,17 @@ def _exact_d1_moments(monkeypatch, name, logits, tables):
   assert np.all((u32 < edges[1:, None, :].astype(np.float32))[nonempty])
   weights = np.broadcast_to(((edges[1:] - edges[:-1]) / GRID_PER_PIECE)[:, None, :], u32.shape)
   u_flat = u32.reshape(3 * GRID_PER_PIECE, len(logits), 1)
-  calls = []
-
-  def grid_noise(shape, seed, dtype=tf.float32):
-    del seed
-    assert tuple(np.asarray(shape)) == u_flat.shape, (shape, u_flat.shape)
-    calls.append(1)
-    return tf.constant(u_flat, dtype)
-
-  monkeypatch.setattr(arm_module, "uniform_noise", grid_noise)
-  values = estimate_gradient(name, make_f(tables), logits[:, None], seed=0,
-                             num_draws=u_flat.shape[0]).numpy().astype(np.float64)
-  monkeypatch.undo()
-  assert calls, f"{name} did not draw its noise through estimators.arm.uniform_noise"
+  noise = GridNoise(u_flat)
+  tiled = tf.broadcast_to(tf.constant(logits[:, None], tf.float32), u_flat.shape)
+  values = ESTIMATORS[name].fn(Objective(make_f(tables)), tiled, noise).grad.numpy().astype(np.float64)
+  assert noise.calls, f"{name} did not draw its noise through its Noise source"
   values = values.reshape(3, GRID_PER_PIECE, len(logits))
   mean = np.sum(weights * values, axis=(0, 1))
   second = np.sum(weights * values ** 2, axis=(0, 1))
   return mean, second - mean ** 2, values, weights
 
 
-def test_d1_exact_variance_disarm_below_arm(monkeypatch):
+def test_d1_exact_variance_disarm_below_arm():
   """Exact D = 1 moments of ARM and DisARM from their code, against the closed forms.
 
   With m = min(s, 1 - s) and Delta = f(1) - f(0):
@@ -427,8 +441,8 @@ def test_d1_exact_variance_disarm_below_arm(monkeypatch):
   num_logits = len(VAR_LOGITS)
   logits = np.tile(VAR_LOGITS, len(VAR_TABLES))                          # [T * L]
   tables = np.repeat(VAR_TABLES, num_logits, axis=0)                     # [T * L, 2]
-  mean_a, var_a, values_a, weights = _exact_d1_moments(monkeypatch, "arm", logits, tables)
-  mean_d, var_d, values_d, _ = _exact_d1_moments(monkeypatch, "disarm", logits, tables)
+  mean_a, var_a, values_a, weights = _exact_d1_moments("arm", logits, tables)
+  mean_d, var_d, values_d, _ = _exact_d1_moments("disarm", logits, tables)
 
   exact = exact_gradient(logits[:, None], tables)[:, 0]
   # The means are the exact gradient (float32 sigmoid moves s(1-s) by <= 2e-5 at |phi| = 6).
@@ -601,7 +615,168 @@ def test_registry_entries_are_consistent():
 def test_reinforce_loo_rejects_one_sample():
   f = _table_f(2, 1)
   logits = tf.zeros([1, 2])
-  with pytest.raises(ValueError, match="num_samples >= 2"):
+  with pytest.raises(ValueError, match="samples >= 2"):
     estimate_gradient(loo_module.make(1), f, logits, seed=0)
-  with pytest.raises(ValueError, match="num_samples >= 2"):
-    loo_module.reinforce_loo(f, logits, tf.constant([0, 0]), num_samples=1)
+  with pytest.raises(ValueError, match="samples >= 2"):
+    loo_module.reinforce_loo(Objective(f), logits, SeedNoise(0), num_samples=1)
+
+
+@pytest.mark.parametrize("name, message", [("vimco_1", "samples >= 2"), ("disarm_3", "even number"),
+                                           ("arms_1", "samples >= 2"), ("rodeo_0", "samples >= 2"),
+                                           ("local_disarm_0", "pairs >= 1")])
+def test_family_members_of_impossible_size_are_refused_with_the_reason(name, message):
+  with pytest.raises(ValueError, match=message):
+    get_estimator(name)
+
+
+def test_family_names_are_canonical():
+  assert estimators.canonical_name("disarm_2") == "disarm"
+  assert estimators.canonical_name("reinforce_loo_2") == "reinforce_loo"
+  assert get_estimator("disarm_2") is ESTIMATORS["disarm"]
+  assert get_estimator("rodeo_5").num_f_evals == 5 and get_estimator("rodeo_5").name == "rodeo_5"
+
+
+# --------------------------------------------------------------------------------------
+# 5. ARMS with K = 2 is DisARM (PROTOCOL.md section 8).
+# --------------------------------------------------------------------------------------
+
+class FixedNoise:
+  """A ``Noise`` source returning given draws for a given number of samples."""
+
+  def __init__(self, values):
+    self.values = values
+
+  def uniform(self, like, num_samples=None, open_interval=False):
+    values = tf.constant(self.values, like.dtype)
+    want = tuple(like.shape) if num_samples is None else (num_samples,) + tuple(like.shape)
+    if num_samples == 1 and values.shape[0] != 1:
+      values = values[tf.newaxis]
+    assert tuple(values.shape) == want, (values.shape, want)
+    return values
+
+  def split(self, num):
+    raise AssertionError("not used")
+
+
+@pytest.mark.parametrize("num_bits", [1, 3])
+def test_arms_with_two_samples_is_disarm_at_the_same_uniform(num_bits):
+  """ARMS's two copula samples from (u_1, u_2) are DisARM's pair at one uniform per bit.
+
+  With w_1 = e_2 / (e_1 + e_2) (uniform): for s < 1/2, b_1 = 1[w_1 < s] = b and
+  b_2 = 1[1 - w_1 < s] = b~ at u = w_1; for s >= 1/2, b_1 = 1[1 - w_1 < s] and
+  b_2 = 1[w_1 < s] are DisARM's pair at u = 1 - w_1. ARMS's factor s(1-s) / (s - P2(s))
+  is 1 - s for s < 1/2 and s for s >= 1/2, i.e. sigmoid(|phi|). So the two estimates
+  agree draw by draw (to float32 rounding), hence also in distribution.
+  """
+  rng = np.random.default_rng(8)
+  draws = 4000
+  logits = np.concatenate([rng.normal(size=(draws // 2, num_bits)) * 2, np.full((draws // 2, num_bits), 0.0)])
+  logits[:10] = 6.0
+  tables = rng.normal(size=(draws, 2 ** num_bits))
+  u = rng.uniform(1e-6, 1 - 1e-6, size=(2, draws, num_bits)).astype(np.float32)
+  e = -np.log(u.astype(np.float64))
+  w1 = e[1] / (e[0] + e[1])
+  f = Objective(make_f(tables))
+  logits_t = tf.constant(logits, tf.float32)
+  probs = tf.sigmoid(logits_t).numpy()
+  disarm_u = np.where(probs < 0.5, w1, 1.0 - w1).astype(np.float32)
+  arms_grad = ESTIMATORS["arms_2"].fn(f, logits_t, FixedNoise(u)).grad.numpy()
+  disarm_grad = ESTIMATORS["disarm"].fn(f, logits_t, FixedNoise(disarm_u)).grad.numpy()
+  # w_1 computed in float64 here and in float32 in ARMS: a draw within rounding of s may
+  # land on the other side of it. Such draws are rare; every other draw must agree.
+  agree = np.isclose(arms_grad, disarm_grad, rtol=1e-4, atol=1e-5)
+  assert agree.mean() > 0.999, np.argwhere(~agree)[:5]
+  assert np.abs(disarm_grad).max() > 0.1  # the comparison is not between zeros
+
+
+# --------------------------------------------------------------------------------------
+# 6. Planted errors in the learned control variates (visible only away from alpha = 0).
+# --------------------------------------------------------------------------------------
+
+def _perturbed_state(est, num_bits, seed=5):
+  state = est.make_state(num_bits, 0, seed=(seed, 6))
+  rng = np.random.default_rng(seed)
+  for v in state.trainable_variables:
+    v.assign_add(tf.constant(0.5 * rng.normal(size=v.shape) + 0.5, v.dtype))
+  return state
+
+
+def _double_cv_without_correction(f, logits, noise, state=None, context=None):
+  """Double CV without its last term -alpha mean_k G_k s(1-s): biased whenever alpha != 0."""
+  out = ESTIMATORS["double_cv_2"].fn(f, logits, noise, state=state, context=context)
+  probs = tf.sigmoid(logits)
+  _, grads = f.value_and_gradient(out.bits)
+  return out._replace(grad=out.grad + state.alpha[..., tf.newaxis] * tf.reduce_mean(grads, 0) * probs * (1 - probs))
+
+
+def _rodeo_beta_term_without_flip_part(f, logits, noise, state=None, context=None):
+  """RODEO whose beta term keeps (b - s)(A h')(b) but drops the flipped coordinate's part of A ht'."""
+  from estimators import rodeo as rodeo_module
+  bits, f_values, reinforce, stein_scaled, _ = rodeo_module.rodeo_terms(f, logits, noise, state, 2)
+  grad = tf.reduce_mean(reinforce + state.beta[..., tf.newaxis] * stein_scaled, axis=0)
+  return EstimatorOutput(grad, bits, f_values)
+
+
+@pytest.mark.parametrize("name", ["double_cv_2", "double_cv_3", "rodeo_2", "rodeo_3"])
+def test_perturbed_control_variates_are_unbiased_and_have_power(name):
+  """With alpha, beta and the network away from 0 the estimate stays unbiased, and it differs
+  from REINFORCE LOO (so the state is exercised, not ignored)."""
+  est = ESTIMATORS[name]
+  state = _perturbed_state(est, PLANT_LOGITS.shape[-1])
+  draws = mc_draws(est, PLANT_TABLE, PLANT_LOGITS, seed=4100, num_draws=PLANT_DRAWS, state=state)
+  result = check_unbiased(draws, PLANT_LOGITS, PLANT_TABLE)
+  assert result.ok, result.describe()
+  loo = mc_draws(f"reinforce_loo_{est.num_f_evals}" if est.num_f_evals > 2 else "reinforce_loo", PLANT_TABLE,
+                 PLANT_LOGITS, seed=4100, num_draws=PLANT_DRAWS)
+  assert not np.allclose(np.var(draws, axis=0), np.var(loo, axis=0), rtol=1e-3)
+
+
+@pytest.mark.parametrize("label, fn", [("double_cv_without_correction", _double_cv_without_correction),
+                                       ("rodeo_beta_term_without_flip_part", _rodeo_beta_term_without_flip_part)])
+def test_planted_control_variate_errors_fail(label, fn):
+  base = ESTIMATORS["double_cv_2" if label.startswith("double") else "rodeo_2"]
+  planted = dataclasses.replace(base, name=label, fn=fn)
+  state = _perturbed_state(base, PLANT_LOGITS.shape[-1])
+  draws = mc_draws(planted, PLANT_TABLE, PLANT_LOGITS, seed=4200, num_draws=PLANT_DRAWS, state=state, jit=False)
+  result = check_unbiased(draws, PLANT_LOGITS, PLANT_TABLE)
+  assert not result.ok, f"{label} passed the unbiasedness check: " + result.describe()
+
+
+# --------------------------------------------------------------------------------------
+# 7. What estimate_gradient refuses.
+# --------------------------------------------------------------------------------------
+
+def test_f_that_keeps_the_bit_axis_is_refused():
+  logits = tf.zeros([4, 3])
+  with pytest.raises(ValueError, match="reduce the last axis"):
+    estimate_gradient("disarm", lambda b: tf.square(b - 0.49), logits, seed=0)
+  with pytest.raises(ValueError, match="reduce the last axis"):
+    estimate_gradient("arm", lambda b: tf.reduce_sum(b, axis=0), logits, seed=0)
+
+
+def test_f_that_is_not_a_float_tensor_is_refused():
+  logits = tf.zeros([2, 3])
+  with pytest.raises(ValueError, match="floating-point TensorFlow tensor"):
+    estimate_gradient("disarm", lambda b: np.sum(np.asarray(b), axis=-1), logits, seed=0)
+  with pytest.raises(ValueError, match="floating-point TensorFlow tensor"):
+    estimate_gradient("disarm", lambda b: tf.cast(tf.reduce_sum(b, -1), tf.int32), logits, seed=0)
+
+
+@pytest.mark.parametrize("name", ["relax", "double_cv_2", "rodeo_2"])
+def test_estimators_that_differentiate_f_refuse_an_f_without_gradient(name):
+  logits = tf.zeros([2, 3])
+  rounded = lambda b: tf.reduce_sum(tf.round(b * 0.9 + 0.05), axis=-1)
+  with pytest.raises(ValueError, match="differentiable TensorFlow function"):
+    estimate_gradient(name, rounded, logits, seed=0)
+
+
+def test_bad_logits_draws_and_seeds_are_refused():
+  f = _table_f(2, 1)
+  with pytest.raises(ValueError, match="at least one axis"):
+    estimate_gradient("disarm", f, tf.constant(0.0), seed=0)
+  for draws in (2.5, True, -1):
+    with pytest.raises(ValueError, match="num_draws"):
+      estimate_gradient("disarm", f, tf.zeros([1, 2]), seed=0, num_draws=draws)
+  for seed in (2 ** 32, -2 ** 31 - 1, 1.5, True, [1, 2, 3], [1.0, 2.0]):
+    with pytest.raises(ValueError, match="seed"):
+      estimate_gradient("disarm", f, tf.zeros([1, 2]), seed=seed)

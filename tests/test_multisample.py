@@ -58,7 +58,7 @@ def check(name_or_estimator, seed=0):
   est = get_estimator(name_or_estimator)
   draws = estimate_gradient(est, table_f(tables), tf.constant(logits, tf.float32), seed,
                             num_draws=NUM_DRAWS).numpy().astype(np.float64)
-  exact = np.stack([exact_gradient(logits[i], tables[i], est.objective_samples) for i in range(2)])
+  exact = np.stack([exact_gradient(logits[i], tables[i], est.bound_samples) for i in range(2)])
   se = draws.std(0, ddof=1) / np.sqrt(NUM_DRAWS)
   return (draws.mean(0) - exact) / np.maximum(se, 1e-7), exact, se
 
@@ -71,13 +71,13 @@ def test_unbiased_for_the_multi_sample_bound(name):
 
 def test_planted_errors_fail():
   # Symmetric sign error: (-1)^{b} in place of (-1)^{b~}.
-  def wrong_sign(f, logits, seed, state=None, context=None):
-    out = local_disarm_module.local_disarm(f, logits, seed, num_pairs=2)
+  def wrong_sign(f, logits, noise, state=None, context=None):
+    out = local_disarm_module.local_disarm(f, logits, noise, num_pairs=2)
     return out._replace(grad=-out.grad)
   broken = dataclasses.replace(get_estimator("local_disarm_2"), fn=wrong_sign)
   assert np.max(np.abs(check(broken)[0])) > 4 * Z_BOUND
   # VIMCO scored against the wrong bound (K=1: plain REINFORCE target E[f]).
-  mislabelled = dataclasses.replace(get_estimator("vimco_3"), objective_samples=1)
+  mislabelled = dataclasses.replace(get_estimator("vimco_3"), bound_samples=1)
   assert np.max(np.abs(check(mislabelled)[0])) > 4 * Z_BOUND
 
 
@@ -93,8 +93,8 @@ def test_symmetrised_variance_is_not_larger():
 
 def test_family_names_build_any_size_and_registry_is_consistent():
   assert get_estimator("vimco_7").num_f_evals == 7
-  assert get_estimator("local_disarm_4").eval_bound_samples == 8
-  assert get_estimator("local_disarm_sym_4").objective_samples == 4
+  assert get_estimator("local_disarm_4").num_f_evals == 8  # its logged bound's K: compared with vimco_8
+  assert get_estimator("local_disarm_sym_4").bound_samples == 4
   for name, est in ESTIMATORS.items():
     assert est.name == name
   with pytest.raises(ValueError, match="vimco"):

@@ -1,6 +1,12 @@
-"""Figures, the report and the CLI (plots/figures.py, plots/report.py, plots/make_report.py)."""
+"""Figures, the estimator catalogue and the CLI (plots/figures.py, plots/style.py, plots/make_report.py).
 
-import math
+Every sweep is a tiny real one, trained by the suite's own driver code
+(plots/testing.py); a test that needs other values or other estimator records changes
+them in a copy through the suite's writer or in config.json, never by writing a format
+by hand.
+"""
+
+import json
 import os
 import re
 import subprocess
@@ -10,149 +16,246 @@ import numpy as np
 import pandas as pd
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import plots
+from contracts import results
+from plots import figures, loading, published, style, testing
 
-# matplotlib 3.9's mathtext still calls pyparsing's camelCase API, which pyparsing 3.3
-# deprecates; that noise is not ours.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# matplotlib's mathtext still calls pyparsing's camelCase API, which pyparsing 3.3 deprecates; not ours.
 pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*deprecated - use .*:DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore:'parseAll' argument is deprecated:DeprecationWarning"),
+  pytest.mark.filterwarnings("ignore::DeprecationWarning:matplotlib"),
+  pytest.mark.filterwarnings("ignore::DeprecationWarning:pyparsing"),
 ]
 
-import plots  # noqa: E402
-from plots import figures, loading, stats, style  # noqa: E402
-from plots.testing import write_synthetic_sweep  # noqa: E402
 
-
-def _is_png(path):
-    with open(path, "rb") as f:
-        return f.read(8) == b"\x89PNG\r\n\x1a\n"
-
-
-def _is_pdf(path):
-    with open(path, "rb") as f:
-        return f.read(5) == b"%PDF-"
-
-
-def test_aggregate_over_seeds_drops_nan_and_aligns_on_step():
-    df = pd.DataFrame({
-        "seed": [0, 0, 0, 1, 1, 1],
-        "step": [0, 1000, 2000, 0, 1000, 2000],
-        "v": [1.0, np.nan, 3.0, 3.0, 5.0, 5.0],
-    })
-    agg = stats.aggregate_over_seeds(df.sample(frac=1.0, random_state=0), "v")
-    assert agg["step"].tolist() == [0, 1000, 2000]
-    assert agg["mean"].tolist() == pytest.approx([2.0, 5.0, 4.0])
-    assert agg["n"].tolist() == [2, 1, 2]
-    # std([1, 3], ddof=1) = sqrt(2); / sqrt(2) = 1
-    assert agg["se"].iloc[0] == pytest.approx(1.0)
-    assert math.isnan(agg["se"].iloc[1])
-
-
-def test_estimator_colours_fixed_and_fallback_stable():
-    assert style.estimator_colour("disarm") == style.ESTIMATOR_COLOURS["disarm"]
-    assert len(set(style.ESTIMATOR_COLOURS.values())) == len(style.ESTIMATOR_COLOURS)
-    c = style.estimator_colour("some_new_estimator")
-    assert c == style.estimator_colour("some_new_estimator")
-    assert c in style.FALLBACK_COLOURS
-    assert c not in style.ESTIMATOR_COLOURS.values()
-    assert style.order_estimators(["zeta", "disarm", "arm", "alpha"]) == [
-        "arm", "disarm", "alpha", "zeta"]
-    assert style.format_steps(250000) == "250k" and style.format_steps(1e6) == "1M"
+@pytest.fixture(scope="session")
+def main_sweep(tmp_path_factory):
+  """Omniglot x nonlinear x {REINFORCE LOO, ARM, DisARM, RELAX} x 2 seeds, basket, K-bound, toy (read only)."""
+  return testing.build_sweep("main", testing.sweeps_root(tmp_path_factory.getbasetemp()))
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("sweep") / "tiny")
-    write_synthetic_sweep(root, datasets=("omniglot",), models=("linear",),
-                          estimators=("arm", "disarm", "new_estimator"), seeds=(0, 1),
-                          num_steps=4000, eval_every=1000, bound_every=2000)
-    return root
+def main_data(main_sweep):
+  return loading.load_sweep(main_sweep)
 
 
-def test_make_report_writes_report_tables_and_figures(sweep):
-    path = plots.make_report(sweep)
-    assert path == os.path.join(sweep, "report.md")
-    report = open(path).read()
-    fig_dir = os.path.join(sweep, "figures")
-    for stem in ("curves_omniglot_linear", "toy_variance", "toy_training"):
-        assert _is_png(os.path.join(fig_dir, stem + ".png")), stem
-        assert _is_pdf(os.path.join(fig_dir, stem + ".pdf")), stem
-    for name in ("tables.md", "tables.tex"):
-        assert os.path.isfile(os.path.join(sweep, name))
-    # Every relative link in the report points at a file that exists.
-    links = re.findall(r"\]\(([^)]+)\)", report)
-    assert "figures/curves_omniglot_linear.png" in links
-    assert "figures/curves_omniglot_linear.pdf" in links
-    for link in links:
-        assert not os.path.isabs(link)
-        assert os.path.isfile(os.path.join(sweep, link)), link
-    # Grid, tables, claims are all there.
-    assert "- seeds: 0, 1" in report
-    assert "- num_steps: `4000`" in report and "- eval_every: `1000`" in report
-    assert "- bound_every: `2000`" in report and "- batch_size: `50`" in report
-    assert "Omniglot-28\\*" in report and "not directly comparable" in report
-    assert "### Claim 2a: **holds**" in report
-    assert "### Claim 4: **not enough runs to tell**" in report
-    assert "Comparison with published numbers" not in report
+@pytest.fixture(scope="module")
+def drawn_report(main_sweep, tmp_path_factory):
+  """A copy of the main sweep with its full report (figures drawn, default published CSV)."""
+  sweep = testing.copy_sweep(main_sweep, str(tmp_path_factory.mktemp("drawn") / "main"))
+  path = plots.make_report(sweep)
+  return sweep, open(path).read()
 
 
-def test_make_report_with_published_csv(sweep, tmp_path):
-    pub = tmp_path / "pub.csv"
-    pub.write_text("dataset,model,estimator,metric,value,stderr,source\n"
-                   "omniglot,linear,disarm,final_train_elbo,-150.0,0.1,x\n")
-    report = open(plots.make_report(sweep, published_csv=str(pub))).read()
-    assert "## Comparison with published numbers" in report
-    comp = pd.read_csv(os.path.join(sweep, "paper_comparison.csv"))
-    assert comp["note"].iloc[0].startswith("not directly comparable")
+def _is_png(path):
+  with open(path, "rb") as f:
+    return f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-def test_curves_tolerate_all_nan_bound_and_failed_runs(tmp_path):
-    root = str(tmp_path / "s")
-    write_synthetic_sweep(root, datasets=("mnist",), models=("nonlinear",),
-                          estimators=("relax",), seeds=(0,), num_steps=2000, with_toy=False)
-    run_dir = os.path.join(root, "runs", "mnist-nonlinear-relax-s0")
-    m = pd.read_csv(os.path.join(run_dir, "metrics.csv"))
-    m["test_bound_100"] = np.nan
-    m.to_csv(os.path.join(run_dir, "metrics.csv"), index=False)
-    summ = loading.load_summary(root)
-    summ.loc[len(summ)] = summ.iloc[0]
-    summ.loc[len(summ) - 1, ["run_id", "status", "seed"]] = ["missing-run", "failed", 7]
-    summ.to_csv(os.path.join(root, "summary.csv"), index=False)
-    out = figures.write_all_figures(root)
-    assert list(out["curves"]) == [("mnist", "nonlinear")]
-    assert out["toy"] == {}
-    assert all(os.path.isfile(p) for p in out["curves"][("mnist", "nonlinear")])
+def _is_pdf(path):
+  with open(path, "rb") as f:
+    return f.read(5) == b"%PDF-"
+
+
+def _raw_seed_mean(sweep, estimator, column):
+  """Seed mean per step straight from the runs' metrics.csv files (NaN dropped)."""
+  frames = [
+    pd.read_csv(os.path.join(sweep, results.RUNS_DIR, r, results.METRICS_CSV))
+    for r in testing.run_ids(sweep, estimator)
+  ]
+  d = pd.concat(frames).dropna(subset=[column])
+  return d.groupby("step")[column].mean()
+
+
+def _lines(ax):
+  return {ln.get_label(): ln for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+
+
+def test_catalogue_reads_estimator_info_not_names(main_data):
+  cat = main_data.catalogue
+  assert cat.order(["relax", "disarm", "arm", "reinforce_loo"]) == ["reinforce_loo", "arm", "disarm", "relax"]
+  assert [cat.num_f_evals(e) for e in ("reinforce_loo", "arm", "disarm", "relax")] == [2, 2, 2, 3]
+  assert cat.labels(["arm", "disarm", "relax"]) == {"arm": "ARM", "disarm": "DisARM", "relax": "RELAX"}
+  assert cat.colour("disarm") == style.FAMILY_COLOURS["disarm"]
+  # A name no run recorded: its own name, a stable fallback colour, after the known ones.
+  assert cat.label("my_estimator") == "my_estimator"
+  assert cat.colour("my_estimator") == cat.colour("my_estimator") in style.FALLBACK_COLOURS
+  assert cat.order(["my_estimator", "relax", "arm"]) == ["arm", "relax", "my_estimator"]
+  assert style.format_steps(250000) == "250k" and style.format_steps(1e6) == "1M"
+
+
+def test_costs_labels_and_families_come_from_config_json(main_sweep, tmp_path):
+  """Rewriting what config.json recorded about REINFORCE LOO moves it in every figure and table."""
+  sweep = testing.copy_sweep(main_sweep, str(tmp_path / "main"))
+  for run_id in testing.run_ids(sweep, "reinforce_loo"):
+    path = os.path.join(sweep, results.RUNS_DIR, run_id, results.CONFIG_JSON)
+    config = json.load(open(path))
+    config[results.ESTIMATOR_INFO_KEY].update(label="LOO renamed", family="relax", num_f_evals=3)
+    json.dump(config, open(path, "w"))
+  data = loading.load_sweep(sweep)
+  assert data.catalogue.order(data.summary["estimator"].unique()) == ["arm", "disarm", "relax", "reinforce_loo"]
+  # Two members of the "relax" family at one cost: same base label, told apart by name.
+  assert data.catalogue.labels(["reinforce_loo", "relax"]) == {"reinforce_loo": "LOO renamed", "relax": "RELAX"}
+  spec = next(s for s in figures.plan_figures(data) if s.kind == "grad_variance")
+  fig = spec.build()
+  panels = {ax.get_title().split("\n")[1]: ax for ax in fig.axes if ax.get_title()}
+  legend = {
+    ax.get_title().split("\n")[1]: [t.get_text().split(",")[0] for t in leg.get_texts()]
+    for ax, leg in zip(panels.values(), [a.get_legend() for a in fig.axes if a.get_legend()])
+  }
+  assert legend == {"K = 2 evaluations of f": ["ARM", "DisARM"], "K = 3 evaluations of f": ["RELAX", "LOO renamed"]}
+
+
+def test_report_links_every_planned_figure(drawn_report):
+  sweep, report = drawn_report
+  fig_dir = os.path.join(sweep, figures.FIGURES_SUBDIR)
+  stems = (
+    "curves_omniglot_nonlinear",
+    "grad_variance_omniglot_nonlinear",
+    "multisample_bound",
+    "variance_basket_omniglot_nonlinear",
+    "toy_variance",
+    "toy_training",
+  )
+  assert sorted(os.listdir(fig_dir)) == sorted(f"{s}.{ext}" for s in stems for ext in ("png", "pdf"))
+  for stem in stems:
+    assert _is_png(os.path.join(fig_dir, stem + ".png")) and _is_pdf(os.path.join(fig_dir, stem + ".pdf"))
+  links = re.findall(r"\]\(([^)]+)\)", report)
+  for stem in stems:
+    assert f"figures/{stem}.png" in links and f"figures/{stem}.pdf" in links
+  for link in links:
+    assert not os.path.isabs(link) and os.path.isfile(os.path.join(sweep, link)), link
+  for name in ("tables.md", "tables.tex", "paper_comparison.csv"):
+    assert os.path.isfile(os.path.join(sweep, name))
+  assert "### Omniglot-28\\*, nonlinear model" in report
+
+
+def test_training_curves_plot_seed_means_and_published_reference_lines(main_sweep, main_data):
+  table = published.load_published(published.DEFAULT_PUBLISHED_CSV)
+  comp = published.compare_published(main_data, table)
+  refs = published.reference_lines(comp)[("omniglot", "nonlinear")]
+  fig = figures.build_training_curves(main_data.metrics, main_data.catalogue, "omniglot", "nonlinear", refs)
+  axes = {ax.get_ylabel(): ax for ax in fig.axes if ax.get_ylabel()}
+  assert list(axes) == [
+    "train ELBO (nats)",
+    "100-sample test bound (nats)",
+    "K-sample test bound (nats)",
+    "encoder gradient variance\n(log scale)",
+  ]
+  for ylabel, column in (("train ELBO (nats)", "train_elbo"), ("K-sample test bound (nats)", "test_bound_k")):
+    lines = _lines(axes[ylabel])
+    for est in ("reinforce_loo", "arm", "disarm", "relax"):
+      label = f"{main_data.catalogue.label(est)} (2 seeds)"
+      want = _raw_seed_mean(main_sweep, est, column)
+      np.testing.assert_allclose(lines[label].get_xdata(), want.index.to_numpy(dtype=float))
+      np.testing.assert_allclose(lines[label].get_ydata(), want.to_numpy(), rtol=1e-12)
+      assert lines[label].get_color() == main_data.catalogue.colour(est)
+  # The RODEO paper's Omniglot rows: DisARM and RELAX, train ELBO (Table 1) and test bound (Table 2),
+  # each a dashed line at the published value on the panel of the quantity it is compared with.
+  pub = pd.read_csv(published.DEFAULT_PUBLISHED_CSV)
+  pub = pub[(pub["dataset"] == "omniglot") & (pub["model"] == "nonlinear")]
+  for ylabel, metric, table in (
+    ("train ELBO (nats)", "final_train_elbo", "1"),
+    ("K-sample test bound (nats)", "final_test_bound_100", "2"),
+  ):
+    lines = _lines(axes[ylabel])
+    for est, label in (("disarm", "DisARM"), ("relax", "RELAX")):
+      line = lines[f"{label}, published (Table {table})"]
+      value = pub[(pub["estimator"] == est) & (pub["metric"] == metric)]["value"].item()
+      assert line.get_linestyle() == "--" and np.allclose(line.get_ydata(), value)
+      lo, hi = axes[ylabel].get_ylim()
+      assert lo < value < hi  # drawn inside the panel, however far from our short runs
+  assert axes["encoder gradient variance\n(log scale)"].get_yscale() == "log"
+  assert "Omniglot-28" in fig._supxlabel.get_text()
+
+
+def test_grad_variance_figure_has_a_panel_per_cost(main_sweep, main_data):
+  spec = next(s for s in figures.plan_figures(main_data) if s.kind == "grad_variance")
+  fig = spec.build()
+  panels = [ax for ax in fig.axes if ax.get_title()]
+  assert [ax.get_title() for ax in panels] == [
+    "Omniglot-28*, nonlinear model\nK = 2 evaluations of f",
+    "Omniglot-28*, nonlinear model\nK = 3 evaluations of f",
+  ]
+  by_panel = [{ln.get_label(): ln for ln in ax.get_lines() if not ln.get_label().startswith("_")} for ax in panels]
+  assert set(by_panel[0]) == {"REINFORCE LOO", "ARM", "DisARM"} and set(by_panel[1]) == {"RELAX"}
+  for ax in panels:
+    assert ax.get_yscale() == "log"
+  want = _raw_seed_mean(main_sweep, "relax", "grad_variance")
+  want = want[want > 0]
+  np.testing.assert_allclose(by_panel[1]["RELAX"].get_ydata(), want.to_numpy(), rtol=1e-12)
+
+
+def test_basket_figure_plots_every_basket_column(main_sweep, main_data):
+  columns = loading.basket_columns(main_data.metrics)
+  assert columns == [results.basket_column(e) for e in ("reinforce_loo", "arm", "disarm")]
+  fig = figures.build_basket_figure(main_data.metrics, main_data.catalogue, columns, "omniglot", "nonlinear")
+  panels = [ax for ax in fig.axes if ax.get_title()]
+  assert [ax.get_title() for ax in panels] == [
+    f"trained by {e} (2 seeds)" for e in ("REINFORCE LOO", "ARM", "DisARM", "RELAX")
+  ]
+  ax = panels[3]
+  lines = _lines(ax)
+  assert set(lines) == {"measured: REINFORCE LOO", "measured: ARM", "measured: DisARM"}
+  want = _raw_seed_mean(main_sweep, "relax", results.basket_column("disarm"))
+  np.testing.assert_allclose(lines["measured: DisARM"].get_ydata(), want.to_numpy(), rtol=1e-12)
+
+
+def test_toy_figures_from_the_toy_csvs(main_data):
+  specs = {s.kind: s for s in figures.plan_figures(main_data)}
+  fig = specs["toy_variance"].build()
+  panels = [ax for ax in fig.axes if ax.get_title()]
+  assert [ax.get_title() for ax in panels] == ["$p_0$ = 0.49", "$p_0$ = 0.499"]
+  assert all(ax.get_yscale() == "log" for ax in panels)
+  fig = specs["toy_training"].build()
+  assert len([ax for ax in fig.axes if ax.get_title()]) == 2
 
 
 def test_make_report_without_summary_raises(tmp_path):
-    with pytest.raises(loading.ResultsDirError, match="no summary.csv"):
-        plots.make_report(str(tmp_path))
+  with pytest.raises(loading.ResultsDirError, match="no summary.csv"):
+    plots.make_report(str(tmp_path))
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "plots.make_report", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+  return subprocess.run(
+    [sys.executable, "-m", "plots.make_report", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+  )
 
 
 def test_cli_errors_clearly_without_summary(tmp_path):
-    r = _cli(f"--results_dir={tmp_path}")
-    assert r.returncode == 1
-    assert "no summary.csv" in r.stderr
-    assert "Traceback" not in r.stderr
+  r = _cli(f"--results_dir={tmp_path}")
+  assert r.returncode == 1
+  assert "no summary.csv" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_cli_help_mentions_flags():
-    r = _cli("--help")  # absl exits with status 1 after printing the help
-    assert "--results_dir" in r.stdout and "--published" in r.stdout
-    assert "python -m plots.make_report --results_dir=results/<sweep>" in r.stdout
+def test_cli_help_names_the_flags_and_the_default_published_csv():
+  r = _cli("--help")  # absl exits with status 1 after printing the help
+  assert "--results_dir" in r.stdout and "--published" in r.stdout
+  assert "results/published/rodeo_2022.csv" in r.stdout and "'none'" in r.stdout
 
 
-def test_make_report_is_callable_after_importing_the_cli_module(sweep):
-    import plots.make_report  # noqa: F401  (rebinds plots.make_report to the module)
+@pytest.fixture(scope="session")
+def multisample_sweep(tmp_path_factory):
+  return testing.build_sweep("multisample", testing.sweeps_root(tmp_path_factory.getbasetemp()))
 
-    assert callable(plots.make_report)
-    from plots.make_report import make_report
 
-    assert make_report is plots.report.make_report
+def test_cli_published_none_leaves_the_comparison_out(multisample_sweep, tmp_path):
+  sweep = testing.copy_sweep(multisample_sweep, str(tmp_path / "multisample"))
+  r = _cli(f"--results_dir={sweep}", "--published=none")
+  assert r.returncode == 0, r.stderr
+  report = open(r.stdout.strip()).read()
+  assert "Comparison with published numbers" not in report
+  assert not os.path.exists(os.path.join(sweep, "paper_comparison.csv"))
+  assert "--published=none" in report
+  r = _cli(f"--results_dir={sweep}", f"--published={tmp_path / 'missing.csv'}")
+  assert r.returncode == 1 and "does not exist" in r.stderr
+
+
+def test_make_report_is_callable_after_importing_the_cli_module():
+  import plots.make_report  # noqa: F401  (rebinds plots.make_report to the module)
+
+  assert callable(plots.make_report)
+  from plots.make_report import make_report
+
+  assert make_report is plots.report.make_report

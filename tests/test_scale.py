@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +23,10 @@ import pandas as pd
 import pytest
 
 import run_benchmarks
+from contracts.settings import Grid, RunConfig, Settings
 from estimators import ESTIMATORS
-from training import executors, integrity, results_io, runner
-from training.config import RunConfig
+from training import integrity, results_io, runner
 from training.runner import RunLock
-
-from test_training import fake_splits
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--preset=none", "--datasets=mnist", "--models=linear", "--seeds=0", "--batch_size=50",
@@ -35,6 +34,12 @@ TINY = ["--preset=none", "--datasets=mnist", "--models=linear", "--seeds=0", "--
 
 
 # ------------------------------------------------------------------------------------ helpers
+def fake_splits(num_pixels=784, sizes=(100, 30, 30), seed=0):
+  rng = np.random.default_rng(seed)
+  train, valid, test = (rng.uniform(0.05, 0.95, size=(n, num_pixels)).astype(np.float32) for n in sizes)
+  return types.SimpleNamespace(train=train, valid=valid, test=test, mean_train=train.mean(0), name="fake")
+
+
 def start_driver(log_path, results_dir, *args):
   """A real driver process; its stdout and stderr go to log_path."""
   env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3")
@@ -106,7 +111,7 @@ def fabricate_done_run(sweep_dir, config):
   """A finished run's files, written as the runner writes them (no training)."""
   run_dir = os.path.join(sweep_dir, "runs", config.run_id)
   os.makedirs(run_dir)
-  results_io.atomic_write_json(os.path.join(run_dir, "config.json"), config.to_dict())
+  results_io.atomic_write_json(os.path.join(run_dir, "config.json"), runner.config_record(config))
   for step in integrity.expected_steps(config):
     bounds = step in integrity.bound_steps(config)
     results_io.append_metrics_row(os.path.join(run_dir, "metrics.csv"), dict(
@@ -131,7 +136,7 @@ def tree_digest(folder):
 @pytest.fixture
 def fake_data(monkeypatch):
   splits = fake_splits(num_pixels=784, sizes=(100, 30, 30))
-  monkeypatch.setattr(runner, "load_dataset", lambda name, data_dir=None: splits)
+  monkeypatch.setattr(runner, "load_dataset", lambda name, data_dir=None, **kwargs: splits)
   return splits
 
 
@@ -264,8 +269,8 @@ def test_lock_is_exclusive_and_released():
 
 
 # ----------------------------------------------------------------------- numerical failure
-def _nan_disarm(f, logits, seed, state=None, context=None):
-  out = ESTIMATORS["disarm"].fn(f, logits, seed, state=state, context=context)
+def _nan_disarm(f, logits, noise, state=None, context=None):
+  out = ESTIMATORS["disarm"].fn(f, logits, noise, state=state, context=context)
   return out._replace(grad=out.grad * float("nan"))
 
 
@@ -273,7 +278,9 @@ def test_nan_stops_that_run_only_and_is_retried_only_when_asked(tmp_path, fake_d
   monkeypatch.setitem(ESTIMATORS, "nan_test", dataclasses.replace(ESTIMATORS["disarm"], name="nan_test",
                                                                   fn=_nan_disarm))
   args = FAKE_GRID + ["--estimators=nan_test,disarm", f"--results_dir={tmp_path}", "--sweep_name=nan"]
-  assert in_process_driver(*args) == 0
+  # The sweep finishes the other runs, then exits with EXIT_RUNS_FAILED (3) naming the failed run.
+  assert in_process_driver(*args) == run_benchmarks.EXIT_RUNS_FAILED == 3
+  assert "mnist-linear-nan_test-seed0" in capsys.readouterr().err
   summary = pd.read_csv(tmp_path / "nan" / "summary.csv").set_index("run_id")
   assert summary.loc["mnist-linear-nan_test-seed0", "status"] == "failed"
   assert "non-finite" in summary.loc["mnist-linear-nan_test-seed0", "reason"]
@@ -282,12 +289,12 @@ def test_nan_stops_that_run_only_and_is_retried_only_when_asked(tmp_path, fake_d
   before = failed.stat().st_mtime_ns
   capsys.readouterr()
 
-  assert in_process_driver(*args) == 0
+  assert in_process_driver(*args) == run_benchmarks.EXIT_RUNS_FAILED  # still failed: still reported
   out = capsys.readouterr().out
   assert "mnist-linear-nan_test-seed0: already failed" in out and "retrying" not in out
   assert failed.stat().st_mtime_ns == before
 
-  assert in_process_driver(*args, "--retry_failed") == 0
+  assert in_process_driver(*args, "--retry_failed") == run_benchmarks.EXIT_RUNS_FAILED  # fails again
   out = capsys.readouterr().out
   assert "mnist-linear-nan_test-seed0: retrying after a numerical failure" in out
   assert "mnist-linear-disarm-seed0: already done" in out
@@ -310,9 +317,9 @@ def test_driver_unknown_names_list_valid_ones(tmp_path, capsys, flag, value, val
                                              ("batch_size", "0", "batch_size"), ("seeds", "-1", "seeds"),
                                              ("num_bound_samples", "0", "num_bound_samples"),
                                              ("eval_every", "-10", "eval_every"),
-                                             ("estimators", "vimco_1", "num_samples >= 2"),
-                                             ("estimators", "reinforce_loo_0", "num_samples >= 2"),
-                                             ("estimators", "local_disarm_0", "num_pairs >= 1")])
+                                             ("estimators", "vimco_1", "vimco needs a whole number of samples >= 2"),
+                                             ("estimators", "reinforce_loo_0", "samples >= 2"),
+                                             ("estimators", "local_disarm_0", "local_disarm needs a whole number")])
 def test_driver_impossible_numbers_rejected_before_anything_starts(tmp_path, capsys, flag, value, name):
   code = in_process_driver(*FAKE_GRID, "--estimators=disarm", f"--{flag}={value}", f"--results_dir={tmp_path}")
   err = capsys.readouterr().err
@@ -363,8 +370,8 @@ def test_unwritable_results_dir(tmp_path, capsys):
 
 def _sweep_with_a_finished_run(tmp_path, name):
   sweep = tmp_path / name
-  config = RunConfig("mnist", "linear", "disarm", seed=0, num_steps=20, batch_size=10, eval_every=10,
-                     bound_every=1000, num_bound_samples=2)  # what FAKE_GRID makes
+  config = RunConfig("mnist", "linear", "disarm", 0, Settings(num_steps=20, batch_size=10, eval_every=10,
+                                                              bound_every=1000, num_bound_samples=2))  # FAKE_GRID's
   done_dir = fabricate_done_run(str(sweep), config)
   return sweep, done_dir, tree_digest(done_dir)
 
@@ -455,11 +462,11 @@ def test_ray_executor_without_ray_says_how_to_install_it(tmp_path, capsys, monke
 # ------------------------------------------------------------------------------- integrity
 def test_check_reports_files_that_disagree_with_their_config(tmp_path, capsys):
   sweep = tmp_path / "s"
-  base = RunConfig("mnist", "linear", "disarm", seed=0, num_steps=20, batch_size=10, eval_every=10,
-                   bound_every=10, num_bound_samples=2)
+  base = RunConfig("mnist", "linear", "disarm", 0, Settings(num_steps=20, batch_size=10, eval_every=10,
+                                                            bound_every=10, num_bound_samples=2))
   good = fabricate_done_run(str(sweep), base)
-  results_io.atomic_write_json(str(sweep / "sweep.json"), dict(num_steps=20, eval_every=10, bound_every=10,
-                                                                batch_size=10, num_bound_samples=2))
+  results_io.atomic_write_json(str(sweep / "sweep.json"), Grid(("mnist",), ("linear",), ("disarm",), (0,),
+                                                               base.settings).to_dict())
   results_io.rebuild_summary(str(sweep))
   assert in_process_driver("--check", f"--results_dir={tmp_path}", "--sweep_name=s") == 0
   assert "no problems" in capsys.readouterr().out
@@ -485,6 +492,8 @@ def test_check_reports_files_that_disagree_with_their_config(tmp_path, capsys):
   os.rename(renamed, os.path.join(sweep, "runs", "mnist-linear-disarm-seed9"))
   nocol = run(6)
   rewrite_metrics(nocol, lambda m: m.drop(columns=["grad_variance"]))
+  # A run whose settings are not the sweep's (here: which samples train the decoder).
+  fabricate_done_run(str(sweep), dataclasses.replace(base, seed=8).with_settings(decoder_sample="estimator"))
   results_io.rebuild_summary(str(sweep))
 
   code = in_process_driver("--check", f"--results_dir={tmp_path}", "--sweep_name=s")
@@ -501,6 +510,7 @@ def test_check_reports_files_that_disagree_with_their_config(tmp_path, capsys):
   assert reported("mnist-linear-disarm-seed4", "lacks evaluation steps [20]")
   assert reported("mnist-linear-disarm-seed9", "not the folder's 'mnist-linear-disarm-seed9'")
   assert reported("mnist-linear-disarm-seed6", "lacks columns ['grad_variance']")
+  assert reported("mnist-linear-disarm-seed8", "disagrees with sweep.json (decoder_sample")
   assert not any(os.path.basename(good) in line for line in lines)
 
   os.unlink(sweep / "summary.csv")

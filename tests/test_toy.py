@@ -1,6 +1,6 @@
-"""The toy problem (training/toy.py, PROTOCOL.md section 6).
+"""The toy problem (experiments/toy.py, PROTOCOL.md section 6).
 
-The exact variances of training/toy.py are closed forms; here they are checked against
+The exact variances of experiments/toy.py are closed forms; here they are checked against
 a direct computation of each estimator's distribution from its definition in
 PROTOCOL.md section 2 (quadrature over the uniform noise, exact for these piecewise
 polynomial integrands, or enumeration of the bits), and against Monte Carlo from the
@@ -11,16 +11,13 @@ import itertools
 import json
 import math
 import os
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from training import toy  # noqa: E402
+from experiments import toy
 
 # matplotlib's mathtext calls pyparsing's deprecated camelCase API (see test_plots.py).
 pytestmark = [

@@ -1,5 +1,6 @@
 """The training loop: exact gradients on a tiny VAE, determinism, resume, bookkeeping."""
 
+import dataclasses
 import itertools
 import os
 import types
@@ -9,12 +10,14 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from estimators import ESTIMATORS
-from models import BernoulliVAE
+from contracts.settings import Grid, RunConfig, Settings
+from estimators import ESTIMATORS, SeedNoise, get_estimator
+from models import build_model
 from training import results_io, runner
-from training.config import RunConfig
-from training.sweep import PRESETS, Grid
+from training.data_order import DataOrder
+from training.presets import PRESETS
 from training.trainer import Trainer
+from training.validation import validate_config, validate_grid
 
 NUM_PIXELS, NUM_LATENTS = 6, 3
 
@@ -47,18 +50,22 @@ def exact_gradients(model, x, num_samples=1):
   return [g.numpy().astype(np.float64) for g in enc + dec]
 
 
+def tiny_model(kind, splits, seed=3, **options):
+  return build_model(kind, splits.mean_train, seed=(seed, 1), num_latents=NUM_LATENTS, hidden_units=4, **options)
+
+
 def replicate_gradients(trainer, x, num_replicates, copies, seed):
   """Means of the training loop's gradients over `copies` independent draws, `num_replicates` times.
 
   Tiling the batch makes the batch-mean gradient an average of independent estimates
   (every example draws its own noise), so one call gives a Monte Carlo mean.
   """
-  tiled = tf.tile(x, [copies, 1])[tf.newaxis]  # a stack of one member: [1, B * copies, P]
-  fn = tf.function(trainer.gradients)
+  tiled = tf.tile(x, [copies, 1])
+  fn = tf.function(lambda x, s: trainer.gradients(x, SeedNoise(s)))
   reps = []
   for r in range(num_replicates):
-    _, enc, dec, _ = fn(tiled, tf.constant([[seed, r]], tf.int32))
-    reps.append([g.numpy().astype(np.float64)[0] for g in enc + dec])
+    grads = fn(tiled, tf.constant([seed, r], tf.int32))
+    reps.append([g.numpy().astype(np.float64) for g in grads.encoder + grads.decoder + [grads.prior]])
   return reps
 
 
@@ -83,50 +90,81 @@ Z_BOUND = 5.5
 SINGLE_SAMPLE = sorted(n for n, e in ESTIMATORS.items() if not e.multi_sample)
 # Small members of the multi-sample families: their bounds can be enumerated.
 MULTI_SAMPLE = ["vimco_2", "vimco_3", "local_disarm_1", "local_disarm_2", "local_disarm_sym_2"]
+X = tf.constant([[1, 0, 1, 1, 0, 0], [0, 1, 1, 0, 1, 0]], tf.float32)
 
 
-@pytest.mark.parametrize("estimator", SINGLE_SAMPLE + MULTI_SAMPLE)
-@pytest.mark.parametrize("model_kind", ["linear", "nonlinear"])
-def test_training_gradients_match_exact_expected_objective_gradient(estimator, model_kind):
+def check_against_exact(model_kind, estimator, **settings):
   splits = fake_splits()
-  config = RunConfig("fake", model_kind, estimator, seed=3, num_steps=1, batch_size=2)
-  # The trainer holds a stack of one member; the exact gradients come from the same
-  # model unstacked (same seed: the same initial parameters).
-  model = BernoulliVAE(model_kind, splits.mean_train, seed=3, num_latents=NUM_LATENTS, hidden_units=4)
-  stacked = BernoulliVAE(model_kind, splits.mean_train, seed=[3], num_latents=NUM_LATENTS, hidden_units=4)
-  trainer = Trainer(config, splits, model=stacked)
-  x = tf.constant([[1, 0, 1, 1, 0, 0], [0, 1, 1, 0, 1, 0]], tf.float32)
-  exact = exact_gradients(model, x, trainer.estimator.objective_samples)
-  reps = replicate_gradients(trainer, x, num_replicates=24, copies=4000, seed=11)
+  settings = dict(dict(num_steps=1, batch_size=2, decoder_reduction="mean"), **settings)
+  config = RunConfig("fake", model_kind, estimator, 3, Settings(**settings))
+  model = tiny_model(model_kind, splits, encoder_input=config.encoder_input, latent_input=config.latent_input)
+  exact = exact_gradients(model, X, get_estimator(estimator).bound_samples)
+  trainer = Trainer(config, splits, model=model)
+  reps = replicate_gradients(trainer, X, num_replicates=24, copies=4000, seed=11)
   reps = [[g.reshape(e.shape) for g, e in zip(rep, exact)] for rep in reps]
   assert max_abs_z(reps, exact) < Z_BOUND
   # The same check rejects a gradient of the wrong sign: it has power here.
   assert max_abs_z(reps, [-g for g in exact]) > 4 * Z_BOUND
 
 
-def test_relax_state_gradients_flow():
+@pytest.mark.parametrize("estimator", SINGLE_SAMPLE + MULTI_SAMPLE)
+@pytest.mark.parametrize("model_kind", ["linear", "nonlinear"])
+def test_training_gradients_match_exact_expected_objective_gradient(estimator, model_kind):
+  check_against_exact(model_kind, estimator)
+
+
+@pytest.mark.parametrize("decoder_sample", ["independent", "estimator", "k_independent"])
+@pytest.mark.parametrize("estimator", ["disarm", "reinforce_loo_3", "arms_3", "double_cv_2", "disarm_4"])
+def test_every_decoder_sample_gives_the_exact_decoder_gradient_in_expectation(estimator, decoder_sample):
+  """Whichever samples train decoder and prior (issue table in README), their gradient is unbiased."""
+  check_against_exact("linear", estimator, decoder_sample=decoder_sample, encoder_input="raw",
+                      latent_input="binary")
+
+
+def test_decoder_reduction_sum_is_the_batch_size_times_the_mean():
   splits = fake_splits()
-  config = RunConfig("fake", "linear", "relax", seed=0, num_steps=1, batch_size=4)
-  model = BernoulliVAE("linear", splits.mean_train, seed=[0], num_latents=NUM_LATENTS)
-  trainer = Trainer(config, splits, model=model)
-  x = tf.constant(splits.train[:4] > 0.5, tf.float32)[tf.newaxis]
-  _, _, _, state_grads = trainer.gradients(x, tf.constant([[0, 1]], tf.int32))
-  assert len(state_grads) == len(trainer.estimator_state.trainable_variables)
-  assert all(g is not None and np.all(np.isfinite(g.numpy())) for g in state_grads)
-  assert any(float(tf.reduce_max(tf.abs(g))) > 0 for g in state_grads)
+  grads = {}
+  for reduction in ("mean", "sum"):
+    config = RunConfig("fake", "linear", "disarm", 3, Settings(batch_size=2, decoder_reduction=reduction))
+    trainer = Trainer(config, splits, model=tiny_model("linear", splits))
+    grads[reduction] = trainer.gradients(X, SeedNoise(5))
+  for a, b in zip(grads["mean"].decoder + [grads["mean"].prior], grads["sum"].decoder + [grads["sum"].prior]):
+    np.testing.assert_allclose(2.0 * a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
+  for a, b in zip(grads["mean"].encoder, grads["sum"].encoder):  # the encoder is not affected
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  # as_reference follows the estimator's reference code: a sum for RELAX, a mean for DisARM.
+  assert ESTIMATORS["relax"].reference_decoder_reduction == "sum"
+  assert ESTIMATORS["disarm"].reference_decoder_reduction == "mean"
 
 
-def small_config(tmp_estimator="disarm", **kw):
-  defaults = dict(dataset="mnist", model="linear", estimator=tmp_estimator, seed=1, num_steps=40,
-                  batch_size=10, eval_every=10, bound_every=20, num_bound_samples=5)
-  defaults.update(kw)
-  return RunConfig(**defaults)
+@pytest.mark.parametrize("estimator", ["relax", "double_cv_2", "rodeo_3"])
+def test_estimator_state_gradients_flow(estimator):
+  splits = fake_splits()
+  config = RunConfig("fake", "linear", estimator, 0, Settings(num_steps=1, batch_size=4))
+  trainer = Trainer(config, splits, model=tiny_model("linear", splits, seed=0))
+  x = tf.constant(splits.train[:4] > 0.5, tf.float32)
+  grads = trainer.gradients(x, SeedNoise(1))
+  variables = [v for s in trainer.estimator_states for v in s.trainable_variables]
+  assert len(grads.state) == len(variables)
+  assert all(g is not None and np.all(np.isfinite(g.numpy())) for g in grads.state)
+  assert any(float(tf.reduce_max(tf.abs(g))) > 0 for g in grads.state)
+
+
+CELL_FIELDS = ("dataset", "model", "estimator", "seed")
+
+
+def small_config(estimator="disarm", **kw):
+  cell = dict(dataset="mnist", model="linear", estimator=estimator, seed=1)
+  cell.update({k: kw.pop(k) for k in CELL_FIELDS if k in kw})
+  settings = dict(num_steps=40, batch_size=10, eval_every=10, bound_every=20, num_bound_samples=5)
+  settings.update(kw)
+  return RunConfig(**cell, settings=Settings(**settings))
 
 
 @pytest.fixture
 def fake_data(monkeypatch):
   splits = fake_splits(num_pixels=784, sizes=(100, 30, 30))
-  monkeypatch.setattr(runner, "load_dataset", lambda name, data_dir=None: splits)
+  monkeypatch.setattr(runner, "load_dataset", lambda name, data_dir=None, allow_download=False: splits)
   return splits
 
 
@@ -159,7 +197,8 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, fake_data, estimat
 
   metrics = results_io.read_metrics(str(interrupted / "metrics.csv"))
   assert list(metrics["step"]) == [0, 10, 20, 30, 40]          # every evaluation exactly once
-  assert list(metrics.columns) == list(results_io.METRIC_COLUMNS)
+  extra = ["relax_temperature", "relax_scale"] if estimator == "relax" else []
+  assert list(metrics.columns) == list(results_io.METRIC_COLUMNS) + extra
   assert metrics["test_bound_100"].notna().tolist() == [False, False, True, False, True]
   reference = results_io.read_metrics(str(straight / "metrics.csv"))
   np.testing.assert_allclose(metrics["train_elbo"], reference["train_elbo"], rtol=1e-5)
@@ -197,8 +236,8 @@ def test_same_seed_same_numbers_different_seed_different(fake_data):
 
 def test_summary_rebuilt_from_run_files(tmp_path, fake_data):
   from training.sweep import run_sweep
-  grid = Grid(datasets=("mnist",), models=("linear",), estimators=("arm", "disarm"), seeds=(0,),
-              num_steps=20, eval_every=10, bound_every=20, batch_size=10)
+  grid = Grid(("mnist",), ("linear",), ("arm", "disarm"), (0,),
+              Settings(num_steps=20, eval_every=10, bound_every=20, batch_size=10, num_bound_samples=5))
   import io
   out = io.StringIO()
   summary = run_sweep(grid, str(tmp_path), stream=out)
@@ -211,8 +250,9 @@ def test_summary_rebuilt_from_run_files(tmp_path, fake_data):
 
 
 @pytest.mark.parametrize("field,value", [("num_steps", 0), ("batch_size", -1), ("eval_every", 0),
-                                         ("num_bound_samples", 0)])
-def test_impossible_numbers_are_rejected(field, value):
+                                         ("num_bound_samples", 0), ("num_steps", 2.5), ("encoder_lr", float("nan")),
+                                         ("decoder_sample", "fresh"), ("train_prior", 1)])
+def test_impossible_values_are_rejected(field, value):
   with pytest.raises(ValueError, match=field):
     small_config(**{field: value}).validate()
 
@@ -226,44 +266,55 @@ def test_bound_cadence_must_divide():
                                              ("models", "deep", "nonlinear"),
                                              ("estimators", "disarn", "reinforce_loo")])
 def test_unknown_names_list_the_valid_ones(field, bad, valid):
-  import dataclasses
   grid = dataclasses.replace(PRESETS["quick"], **{field: (bad,)})
   with pytest.raises(ValueError, match=valid):
-    grid.validate()
+    validate_grid(grid)
 
 
-def test_gradient_variance_is_bias_corrected_ema_variance(fake_data):
-  trainer = Trainer(small_config(), fake_data)
-  decay = trainer.config.grad_ema_decay
-  rng = np.random.default_rng(0)
-  draws = rng.normal(1.0, 2.0, size=(300,) + tuple(trainer.grad_mean_ema[0].shape)).astype(np.float32)  # [1, ...]: one member
-  mean = np.zeros(draws.shape[1:]); sq = np.zeros(draws.shape[1:])
-  for g in draws:
-    mean = decay * mean + (1 - decay) * g
-    sq = decay * sq + (1 - decay) * g ** 2
-  for i, (m, s) in enumerate(zip(trainer.grad_mean_ema, trainer.grad_sq_ema)):
-    m.assign(mean.astype(np.float32) if i == 0 else tf.zeros_like(m))
-    s.assign(sq.astype(np.float32) if i == 0 else tf.zeros_like(s))
-  trainer.step.assign(300)
-  c = 1 - decay ** 300
-  expected_first = np.sum(sq / c - (mean / c) ** 2)
-  total_params = sum(int(np.prod(v.shape)) for v in trainer.grad_mean_ema)
-  assert trainer.gradient_variance()[0] == pytest.approx(expected_first / total_params, rel=1e-4)
-  # Bias-corrected EMAs over 300 draws of N(1, 4): the per-parameter variance is near 4.
-  assert expected_first / draws[0].size == pytest.approx(4.0, rel=0.1)
+def test_every_preset_is_valid():
+  for name, grid in PRESETS.items():
+    validate_grid(grid)
+
+
+def test_gradient_variance_with_and_without_debiasing(fake_data):
+  for debias in (True, False):
+    trainer = Trainer(small_config(grad_variance_debias=debias), fake_data)
+    decay = trainer.config.grad_ema_decay
+    rng = np.random.default_rng(0)
+    draws = rng.normal(1.0, 2.0, size=(300,) + tuple(trainer.grad_mean_ema[0].shape)).astype(np.float32)
+    mean = np.zeros(draws.shape[1:]); sq = np.zeros(draws.shape[1:])
+    for g in draws:
+      mean = decay * mean + (1 - decay) * g
+      sq = decay * sq + (1 - decay) * g ** 2
+    for i, (m, s) in enumerate(zip(trainer.grad_mean_ema, trainer.grad_sq_ema)):
+      m.assign(mean.astype(np.float32) if i == 0 else tf.zeros_like(m))
+      s.assign(sq.astype(np.float32) if i == 0 else tf.zeros_like(s))
+    trainer.step.assign(300)
+    c = 1 - decay ** 300 if debias else 1.0
+    expected_first = np.sum(sq / c - (mean / c) ** 2)
+    total_params = sum(int(np.prod(v.shape)) for v in trainer.grad_mean_ema)
+    assert trainer.gradient_variance()[0] == pytest.approx(expected_first / total_params, rel=1e-4)
+    if debias:  # bias-corrected EMAs over 300 draws of N(1, 4): the per-parameter variance is near 4
+      assert expected_first / draws[0].size == pytest.approx(4.0, rel=0.1)
+    else:  # as the references report it: w Var + w (1 - w) E[g]^2 with w = 1 - decay^300 ~ 0.26
+      w = 1 - decay ** 300
+      assert expected_first / draws[0].size == pytest.approx(w * 4.0 + w * (1 - w) * 1.0, rel=0.15)
 
 
 @pytest.mark.parametrize("fields,match", [
-    (dict(model="linear_2layer", estimator="vimco_2"), "per-layer single-sample estimators"),
+    (dict(model="linear_2layer", estimator="vimco_2"), "single-sample estimate per layer"),
     (dict(model="linear_3layer", estimator="arm", basket=("arm",)), "single-layer models"),
-    (dict(model="linear", estimator="arm", share_upper_noise=True), "hierarchical models only"),
+    (dict(model="linear", estimator="arm", share_upper_noise=True), "layered models only"),
     (dict(model="linear_5layer", estimator="arm"), "linear_4layer"),
-    (dict(model="linear", estimator="arm", basket=("arm",), basket_draws=1), "at least 2")])
+    (dict(model="linear", estimator="arm", basket=("arm",), basket_draws=1), "at least 2"),
+    (dict(model="linear", estimator="disarm", basket=("relax",)), "another estimator's parameters"),
+    (dict(model="linear_2layer", estimator="disarm", decoder_sample="estimator"), "forward sample"),
+    (dict(model="linear", estimator="disarm_2"), "filed as 'disarm'"),
+    (dict(model="linear", estimator="arm", batch_size=50_001), "exceeds the 50000 training images")])
 def test_impossible_model_estimator_combinations_are_refused(fields, match):
-  config = dict(dataset="mnist", seed=0, num_steps=10)
-  config.update(fields)
+  config = small_config(**fields)
   with pytest.raises(ValueError, match=match):
-    RunConfig(**config).validate()
+    validate_config(config)
 
 
 def test_multisample_run_logs_its_training_k_bound_at_every_evaluation(tmp_path, fake_data):
@@ -276,3 +327,68 @@ def test_multisample_run_logs_its_training_k_bound_at_every_evaluation(tmp_path,
   # The 4-sample bound (2 pairs: 2m = 4 evaluations) lies below the 100-sample bound.
   assert metrics["test_bound_k"].iloc[-1] < metrics["test_bound_100"].iloc[-1]
   assert summary["final_test_bound_k"] == pytest.approx(metrics["test_bound_k"].iloc[-1])
+
+
+def test_log_bound_k_logs_the_bound_with_the_estimators_cost(tmp_path, fake_data):
+  config = small_config("rodeo_3", num_steps=10, bound_every=10, log_bound_k=True)
+  runner.train_run(config, str(tmp_path / "run"))
+  metrics = results_io.read_metrics(str(tmp_path / "run" / "metrics.csv"))
+  assert metrics["test_bound_k"].notna().all()
+  assert {"rodeo_3_alpha", "rodeo_3_beta"} <= set(metrics.columns)
+  assert metrics["rodeo_3_alpha"].iloc[0] == 0.0 and metrics["rodeo_3_alpha"].iloc[-1] != 0.0
+  record = results_io.read_json(str(tmp_path / "run" / "config.json"))
+  assert record["estimator_info"]["num_f_evals"] == 3 and record["estimator_info"]["family"] == "rodeo"
+
+
+# ------------------------------------------------------------------ data order and evaluation
+
+
+@pytest.mark.parametrize("order", ["permutation", "buffer_across_epochs", "buffer_per_epoch"])
+def test_data_orders_visit_the_training_set_as_their_references_do(order):
+  n, batch = 2100, 50
+  data = DataOrder(order, seed=3, num_train=n, batch_size=batch)
+  steps = 3 * n // batch
+  indices = data.indices(0, steps).ravel()
+  assert indices.min() >= 0 and indices.max() < n
+  counts = np.bincount(indices[: (n // batch) * batch], minlength=n)
+  if order == "permutation":  # whole epochs, each image once per epoch (the remainder skipped)
+    assert counts.max() == 1 and counts.sum() == (n // batch) * batch
+  elif order == "buffer_per_epoch":  # epochs kept apart: every image exactly once per epoch
+    counts = np.bincount(indices[:n], minlength=n)
+    assert np.all(counts == 1)
+  else:  # a 1024 buffer over the repeated stream: about one epoch, some images twice or not at all
+    assert counts.max() >= 2 and (counts == 0).any()
+    # ... but the shuffle is local: an image comes out within a few buffer lengths of its turn
+    first = np.array([np.argmax(indices == i) for i in range(0, n, 97)])
+    assert np.all(np.abs(first - np.arange(0, n, 97)) < 6 * 1024)
+  # Deterministic, and resumable from the state it checkpoints.
+  again = DataOrder(order, seed=3, num_train=n, batch_size=batch)
+  head = again.indices(0, 40)
+  state = again.state()
+  resumed = DataOrder(order, seed=3, num_train=n, batch_size=batch)
+  resumed.load(state)
+  np.testing.assert_array_equal(np.concatenate([head, resumed.indices(40, steps - 40)]).ravel(), indices)
+  other_seed = DataOrder(order, seed=4, num_train=n, batch_size=batch).indices(0, 10)
+  assert not np.array_equal(other_seed, indices.reshape(steps, batch)[:10])
+
+
+def test_fixed_evaluation_binarisation_replays_one_draw(fake_data):
+  values = {}
+  for mode in ("fixed", "fresh"):
+    trainer = Trainer(small_config(eval_binarization=mode, num_bound_samples=2), fake_data)
+    first = trainer.train_elbo()[0], trainer.bound("test")[0]
+    trainer.step.assign(10)  # the model is unchanged: only the evaluation's noise moves with the step
+    values[mode] = (first, (trainer.train_elbo()[0], trainer.bound("test")[0]))
+  # fixed: the binarisation repeats (the latent samples do not): the two evaluations differ
+  # less than with a fresh binarisation of both.
+  fixed, fresh = values["fixed"], values["fresh"]
+  assert fixed[0] == fresh[0]            # step 0: the same draw either way
+  assert fixed[1] != fixed[0] and fresh[1] != fresh[0]
+  assert fixed[1] != fresh[1]
+
+
+def test_train_elbo_with_k_samples_averages_k_single_sample_elbos(fake_data):
+  single = Trainer(small_config("reinforce_loo_4", train_elbo_samples="single"), fake_data).train_elbo()[0]
+  k_mean = Trainer(small_config("reinforce_loo_4", train_elbo_samples="k_mean"), fake_data).train_elbo()[0]
+  # Same model and data: the same expectation, a mean over 4x the samples (sampling error ~0.1 nats).
+  assert k_mean == pytest.approx(single, abs=1.0) and k_mean != single
