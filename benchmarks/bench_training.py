@@ -24,7 +24,6 @@ Then, each the median of ``--repetitions`` timed calls after a warm-up call:
 """
 
 import os
-import platform
 import statistics
 import time
 
@@ -48,48 +47,11 @@ flags.DEFINE_string("data_dir", None, "Folder with the raw dataset files (the dr
 flags.DEFINE_bool("allow_download", False, "Let the loader fall back to tensorflow_datasets (network).")
 
 
-def cpu_description():
-  """'<model name> (<cores> cores; AVX2, AVX-512 ...)' from /proc/cpuinfo where there is one."""
-  model, flags_seen = platform.processor() or platform.machine(), set()
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
-          model = value.strip()
-        elif key.strip() == "flags":
-          flags_seen = set(value.split())
-  except OSError:
-    pass
-  extensions = [name for name, flag in (("AVX2", "avx2"), ("FMA", "fma"), ("AVX-512F", "avx512f"),
-                                        ("AVX-512 BF16", "avx512_bf16")) if flag in flags_seen]
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-  return f"{model} ({cores} cores; {', '.join(extensions) or 'no AVX2'})"
-
-
-def median_time(fn, repetitions):
-  fn()  # warm-up: tracing and compilation
-  times = []
-  for _ in range(repetitions):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
-
-
-def matmul_rate(tf, rows=100_000, inner=200, cols=784, repetitions=5):
-  """GFLOP/s of TensorFlow's float32 product [rows, inner] x [inner, cols] (the evaluation's shape)."""
-  a = tf.random.uniform([rows, inner])
-  b = tf.random.uniform([inner, cols])
-  product = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
-  seconds = median_time(lambda: product().numpy(), repetitions)
-  return 2.0 * rows * inner * cols / seconds / 1e9
-
-
 def main(argv):
   del argv
   import tensorflow as tf
 
+  from benchmarks.machine import cpu_description, matmul_rate, median_time
   from contracts.settings import RunConfig
   from datasets import load_dataset
   from training.presets import PRESETS
@@ -115,7 +77,7 @@ def main(argv):
   def step_ms(preset, model, estimator, size):
     settings = PRESETS[preset].settings_for("mnist")
     configs = [RunConfig("mnist", model, estimator, s, settings) for s in range(size)]
-    trainer = Trainer(configs if size > 1 else configs[0], data("mnist"), train_jit=FLAGS.xla)
+    trainer = Trainer(configs if size > 1 else configs[0], data("mnist"), train_jit=FLAGS.xla or None)
     seconds = median_time(lambda: trainer.train(FLAGS.block), reps)
     return 1000.0 * seconds / (FLAGS.block * size)
 
@@ -162,36 +124,46 @@ def main(argv):
             f"test bound {test:.2f} s; the bounds' decoder products {bound_gflop:.0f} GFLOP at "
             f"{bound_gflop / (valid + test):.0f} GFLOP/s", flush=True)
   if FLAGS.training and FLAGS.evaluation:
-    project(steps, evaluation, PRESETS, stacks[0])
+    project(steps, evaluation, PRESETS, stacks)
 
 
-def project(steps, evaluation, presets, size):
-  """One paper-protocol run and every timed preset, one run (or stack) at a time."""
+def project(steps, evaluation, presets, sizes):
+  """One paper-protocol run, and every preset's total with its runs trained in the fastest stack size timed."""
+  def best(protocol, model, estimator):
+    timed = {size: steps[protocol, model, estimator, size] for size in sizes
+             if (protocol, model, estimator, size) in steps}
+    if not timed:
+      return None, None
+    size = min(timed, key=timed.get)
+    return timed[size], size
+
   for model in evaluation:
-    if ("paper", model, "disarm", size) in steps:
-      hours = (10 ** 6 * steps["paper", model, "disarm", size] / 1000 + 1000 * evaluation[model]) / 3600
-      print(f"projection: one paper-protocol run, {model} DisARM: {hours:.2f} h "
-            f"(10^6 steps at {steps['paper', model, 'disarm', size]:.2f} ms, 1,000 evaluations at "
-            f"{evaluation[model]:.1f} s)")
+    ms, size = best("paper", model, "disarm")
+    if ms is not None:
+      hours = (10 ** 6 * ms / 1000 + 1000 * evaluation[model]) / 3600
+      print(f"projection: one paper-protocol run, {model} DisARM: {hours:.2f} h (10^6 steps at {ms:.2f} ms per "
+            f"member-step, S={size}; 1,000 evaluations at {evaluation[model]:.1f} s)")
   for name in ("paper", "hierarchical", "multisample", "rodeo"):
     grid = presets[name]
-    total, missing = 0.0, set()
+    total, missing, used = 0.0, set(), set()
     for config in grid.configs():
       model = config.model if config.model in evaluation else "linear"
       protocol = "rodeo" if name == "rodeo" else "paper"
-      key = (protocol, config.model, config.estimator, size if protocol == "paper" else 1)
-      ms = steps.get(key) or steps.get((protocol, config.model, "disarm", key[3])) or \
-          steps.get(("paper", model, "disarm", size))
-      if key not in steps:
+      ms, size = best(protocol, config.model, config.estimator)
+      if ms is None:
         missing.add(config.estimator)
+        ms, size = best(protocol, config.model, "disarm")
+      if ms is None:
+        ms, size = best("paper", model, "disarm")
       if ms is None or model not in evaluation:
         break
-      evals = config.num_steps // config.eval_every
-      total += config.num_steps * ms / 1000 + evals * evaluation[model]
+      used.add(size)
+      # A stack of S runs evaluates its members in the same calls: about S times one run's cost.
+      total += config.num_steps * ms / 1000 + (config.num_steps // config.eval_every) * evaluation[model]
     else:
       note = f" (not timed, counted as DisARM: {', '.join(sorted(missing))})" if missing else ""
-      print(f"projection: preset {name}, {len(list(grid.configs()))} runs one after another: "
-            f"{total / 3600:,.0f} h{note}")
+      print(f"projection: preset {name}, {len(list(grid.configs()))} runs, stacks of S={'/'.join(map(str, sorted(used)))}:"
+            f" {total / 3600:,.1f} h{note}")
 
 
 if __name__ == "__main__":

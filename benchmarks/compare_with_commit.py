@@ -29,6 +29,8 @@ flags.DEFINE_string("commit", "a2a45a9", "The earlier commit to compare with.")
 flags.DEFINE_integer("repetitions", 3, "Timed calls per figure and version.")
 flags.DEFINE_integer("block", 500, "Training steps per timed call.")
 flags.DEFINE_bool("evaluation", True, "Also time one full evaluation per model.")
+flags.DEFINE_string("data_dir", None, "Folder with the raw dataset files (default: this checkout's, as the driver "
+                    "finds it); both versions read the same files.")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OLD_SETTINGS = dict(decoder_sample="estimator", decoder_reduction="mean", data_order="permutation",
@@ -67,16 +69,23 @@ print(json.dumps(1000 * value / block if kind == "step" else value))
 def measure(checkout, figure, settings):
   kind, model, estimator, batch = figure
   args = json.dumps([kind, model, estimator, batch, FLAGS.block, 1, settings])
+  env = dict(os.environ, DISARM_DATA_DIR=DATA_DIR)
   done = subprocess.run([sys.executable, "-c", TIMER, args], cwd=checkout, capture_output=True, text=True,
-                        timeout=1800)
+                        timeout=1800, env=env)
   if done.returncode:
     raise RuntimeError(f"timing {figure} in {checkout} failed:\n{done.stderr[-3000:]}")
   return float(done.stdout.strip().splitlines()[-1])
 
 
+DATA_DIR = ""
+
+
 def main(argv):
   del argv
-  from benchmarks.bench_training import cpu_description
+  global DATA_DIR
+  from benchmarks.machine import cpu_description
+  from datasets import resolve_data_dir
+  DATA_DIR = resolve_data_dir(FLAGS.data_dir) or ""
   figures = [("step", "linear", "disarm", 50), ("step", "nonlinear", "disarm", 50), ("step", "linear", "relax", 50),
              ("step", "nonlinear", "relax", 50), ("step", "nonlinear", "disarm", 100)]
   if FLAGS.evaluation:

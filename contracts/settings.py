@@ -115,6 +115,11 @@ class Settings:
       "at logit(clip(mean(x_train), 0.001, 0.999)) (DisARM reference); glorot = Glorot-uniform and zero biases "
       "everywhere (Keras defaults, RODEO reference).", choices=("glorot_data_bias", "glorot"))
 
+  # --- execution that changes the random streams ---
+  xla_training: bool = setting(False, "Compile each training block with XLA: on a GPU the step loop becomes a few "
+                               "fused kernels; on a CPU TensorFlow's own kernels are faster. Under XLA the stateless "
+                               "draws follow another (equally valid) stream, so it is a setting of the run.")
+
   # --- layered models and the variance basket ---
   share_upper_noise: bool = setting(False, "Layered models: the two completions of a layer's pair share the "
                                     "uniform noise of the layers above.")

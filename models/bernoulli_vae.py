@@ -183,7 +183,7 @@ class BernoulliVAE(tf.Module):
     """Logits of ``q(b_0 | x)``."""
     return self.layer_logits(0, None, x)
 
-  def complete(self, x, bits_prefix, start_layer, uniforms):
+  def complete(self, x, bits_prefix, start_layer, uniforms, frozen=False):
     """Samples layers ``start_layer .. L-1`` from q given the layers below.
 
     Args:
@@ -192,6 +192,8 @@ class BernoulliVAE(tf.Module):
       start_layer: first layer to sample (0 samples everything).
       uniforms: ``L - start_layer`` U(0, 1) tensors ``[..., B, D]``;
         ``b_l = 1[u_l < sigmoid(logits_l)]``.
+      frozen: compute the sampled layers' logits with the encoder's parameters held
+        constant (gradients flow into the bits below only).
 
     Returns:
       ``(bits, logits)``: all ``L`` layers' bits, and the encoder logits of the
@@ -202,7 +204,7 @@ class BernoulliVAE(tf.Module):
                        f"got {len(bits_prefix)} and {len(uniforms)}")
     bits, logits = list(bits_prefix), []
     for l, u in zip(range(start_layer, self.num_layers), uniforms):
-      layer_logits = self.layer_logits(l, bits[-1] if l > 0 else None, x)
+      layer_logits = self.layer_logits(l, bits[-1] if l > 0 else None, x, frozen=frozen)
       bits.append(tf.cast(u < tf.sigmoid(layer_logits), tf.float32))
       logits.append(layer_logits)
     return bits, logits

@@ -111,9 +111,12 @@ class LayerObjective(Objective):
     return [n.uniform(candidates[0], candidates.shape[0], open_interval=True) for n in self.upper_noise]
 
   def _hard(self, candidates, uniforms=None):
+    # The upper layers' logits hold the encoder's parameters constant but stay functions of
+    # the candidate: f's gradient in the candidate (Double CV, RODEO) includes their log q
+    # terms, as in the RODEO code's layered estimators.
     uniforms = self._uniforms(candidates) if uniforms is None else uniforms
-    bits, upper_logits = self.model.complete(self.x, self.below + [candidates], self.layer + 1, uniforms)
-    return self.model.elbo(self.x, bits, self.fixed_logits + [tf.stop_gradient(a) for a in upper_logits])
+    bits, upper_logits = self.model.complete(self.x, self.below + [candidates], self.layer + 1, uniforms, frozen=True)
+    return self.model.elbo(self.x, bits, self.fixed_logits + upper_logits)
 
   def _relaxed(self, candidates, uniforms, temperature):
     bits, logits = self.below + [candidates], list(self.fixed_logits)

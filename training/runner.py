@@ -231,7 +231,7 @@ def train_run(config: RunConfig, run_dir, **kwargs):
 
 
 def train_stack(configs, run_dirs, data_dir=None, tensorboard=False, progress=None,
-                train_jit=False, eval_jit=True, log=None, allow_download=False, restart_damaged=False):
+                train_jit=None, eval_jit=True, log=None, allow_download=False, restart_damaged=False):
   """Trains (or resumes, or skips) runs that differ only in their seed, in one graph.
 
   Runs already done or failed are summarised and left alone; the others are

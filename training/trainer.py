@@ -63,10 +63,11 @@ class Trainer(tf.Module):
   ``bound``, ...) come back as length-``M`` lists in the order of ``configs``.
   """
 
-  def __init__(self, configs, splits, train_jit=False, eval_jit=True, model=None, stacked=None):
+  def __init__(self, configs, splits, train_jit=None, eval_jit=True, model=None, stacked=None):
     """``model`` overrides the config's model (tests use tiny ones; stacked for ``M > 1``).
 
     ``stacked`` forces the stacked form for one run (default: stacked iff ``M > 1``).
+    ``train_jit`` overrides the runs' ``xla_training`` setting (benchmarks compare both).
     """
     super().__init__(name="trainer")
     configs = list(configs) if isinstance(configs, (list, tuple)) else [configs]
@@ -123,6 +124,7 @@ class Trainer(tf.Module):
     # fusion (benchmarks/README.md). Evaluation numbers depend on this choice: XLA draws
     # a different (equally valid) random stream for the same stateless seed.
     index_shape = [None, self.num_members, config.batch_size] if self.stacked else [None, config.batch_size]
+    train_jit = config.xla_training if train_jit is None else train_jit
     self._train_block = tf.function(self._train_block_impl, jit_compile=train_jit,
                                     input_signature=[tf.TensorSpec(index_shape, tf.int32)])
     # The moving averages are pure elementwise streams over every encoder parameter:
