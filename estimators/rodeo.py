@@ -57,9 +57,15 @@ def init_state(num_latents, context_dim, params):
 
 
 def control_network(state, values, linear):
-  """``H(f, lin)``: ``values`` and ``linear`` ``[..., *batch]`` -> ``[..., *batch, 2]``."""
-  hidden = (ops.dense(linear[..., tf.newaxis], state.linear_w, state.linear_b)
-            + ops.dense(values[..., tf.newaxis], state.value_w, state.value_b))
+  """``H(f, lin)``: ``values`` ``[P, 1, *batch]`` and ``linear`` ``[P, N, *batch]`` -> ``[P, N, *batch, 2]``.
+
+  Each input goes through its own dense layer from one feature: a broadcast product
+  (the weights ``[1, 100]``, or ``[M, 1, 100]`` for stacked runs, align with the
+  trailing ``[..., B, 1]`` axes), and the value's layer is computed once for the ``N``
+  points that share it.
+  """
+  hidden = (linear[..., tf.newaxis] * state.linear_w + state.linear_b
+            + values[..., tf.newaxis] * state.value_w + state.value_b)
   return ops.dense(tf.nn.leaky_relu(hidden, alpha=LEAKY_SLOPE), state.out_w, state.out_b)
 
 
@@ -86,11 +92,13 @@ def rodeo_terms(f, logits, noise, state, num_samples):
   # Points first (y = b_j, then its D neighbours) so the network sees [..., *batch] inputs.
   linear = tf.concat([linear_at[..., tf.newaxis], linear_near], axis=-1)          # [K_i, K_j, *batch, D+1]
   linear = tf.experimental.numpy.moveaxis(linear, -1, 2)                           # [K_i, K_j, D+1, *batch]
-  values = tf.broadcast_to(tf.stop_gradient(f_values)[:, tf.newaxis, tf.newaxis], tf.shape(linear))
-  outputs = control_network(state, values, tf.stop_gradient(linear))              # [K_i, K_j, D+1, *batch, 2]
-  # h_j(y) = mean over sources i != j: drop the diagonal i = j.
-  not_self = tf.reshape(1.0 - tf.eye(K), [K, K] + [1] * (outputs.shape.rank - 2))
-  h = tf.reduce_sum(outputs * not_self, axis=0) / float(K - 1)                  # [K_j, D+1, *batch, 2]
+  # Only the K (K - 1) pairs of a point j and a source i != j: h_j never sees sample j.
+  pairs = [(i, j) for j in range(K) for i in range(K) if i != j]                   # point-major
+  linear = tf.stack([linear[i, j] for i, j in pairs])                              # [K (K-1), D+1, *batch]
+  values = tf.stop_gradient(tf.stack([f_values[i] for i, _ in pairs]))[:, tf.newaxis]   # [K (K-1), 1, *batch]
+  outputs = control_network(state, values, tf.stop_gradient(linear))              # [K (K-1), D+1, *batch, 2]
+  outputs = tf.reshape(outputs, tf.concat([[K, K - 1], tf.shape(outputs)[1:]], axis=0))
+  h = tf.reduce_mean(outputs, axis=1)                                             # [K_j, D+1, *batch, 2]
   h = tf.experimental.numpy.moveaxis(h, 1, -2)                                    # [K, *batch, D+1, 2]
   h_at, h_near = h[..., 0, :], h[..., 1:, :]                                      # [K, *batch, 2], [K, *batch, D, 2]
   num_bits = tf.cast(tf.shape(logits)[-1], logits.dtype)
