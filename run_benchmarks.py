@@ -23,18 +23,27 @@ from contracts.settings import setting_fields  # noqa: E402
 
 FLAGS = flags.FLAGS
 PRESET_NAMES = ("quick", "reduced", "paper", "multisample", "hierarchical", "rodeo", "rodeo_hierarchical", "none")
-flags.DEFINE_enum("preset", "quick", PRESET_NAMES,
-                  "Named grid (training/presets.py): quick (minutes on 2 CPU cores), reduced (the committed "
-                  "~2 h sweep), paper (the DisARM paper's single-layer grid, 5 seeds, 10^6 steps), multisample "
-                  "(VIMCO with 2m samples against local DisARM with m pairs, m in 1, 5, 10), hierarchical (2-4 "
-                  "stochastic layers, one estimate per layer), rodeo (the RODEO paper's Tables 1-2 grid and "
-                  "protocol), rodeo_hierarchical (its Table 5), none (flags only).")
+flags.DEFINE_enum(
+  "preset",
+  "quick",
+  PRESET_NAMES,
+  "Named grid (training/presets.py): quick (minutes on 2 CPU cores), reduced (the committed "
+  "~2 h sweep), paper (the DisARM paper's single-layer grid, 5 seeds, 10^6 steps), multisample "
+  "(VIMCO with 2m samples against local DisARM with m pairs, m in 1, 5, 10), hierarchical (2-4 "
+  "stochastic layers, one estimate per layer), rodeo (the RODEO paper's Tables 1-2 grid and "
+  "protocol), rodeo_hierarchical (its Table 5), none (flags only).",
+)
 flags.DEFINE_list("datasets", None, "Datasets: mnist, fashion_mnist, omniglot. Overrides the preset.")
-flags.DEFINE_list("models", None, "Models: linear, nonlinear, linear_2layer, linear_3layer, linear_4layer. "
-                  "Overrides the preset.")
-flags.DEFINE_list("estimators", None, "Estimators by registry name (README, 'Estimators'), e.g. "
-                  "reinforce_loo,arm,disarm,relax; <family>_<K> for the families (vimco_10, arms_3, rodeo_4). "
-                  "Overrides the preset.")
+flags.DEFINE_list(
+  "models", None, "Models: linear, nonlinear, linear_2layer, linear_3layer, linear_4layer. Overrides the preset."
+)
+flags.DEFINE_list(
+  "estimators",
+  None,
+  "Estimators by registry name (README, 'Estimators'), e.g. "
+  "reinforce_loo,arm,disarm,relax; <family>_<K> for the families (vimco_10, arms_3, rodeo_4). "
+  "Overrides the preset.",
+)
 flags.DEFINE_list("seeds", None, "Integer seeds in 0..2147483647, e.g. 0,1,2. Overrides the preset.")
 
 
@@ -60,57 +69,108 @@ def _define_setting_flags():
 
 
 _define_setting_flags()
-flags.DEFINE_bool("extend", False, "Let a rerun add datasets, models, estimators or seeds to an existing sweep, or "
-                  "lengthen its runs (larger --num_steps: finished runs resume to the new length). Without it a "
-                  "rerun whose grid or settings differ from the sweep's is refused.")
-flags.DEFINE_bool("allow_download", False, "Let the loaders download a dataset with tensorflow_datasets when its "
-                  "files are not in the data folder (needs a network); without it a missing dataset is an error.")
-flags.DEFINE_bool("restart_damaged", False, "Train runs whose own files are damaged (unreadable config.json, "
-                  "metrics.csv or checkpoint; marked failed by an earlier sweep) again from step 0.")
-flags.DEFINE_list("estimator_modules", [], "Python modules (importable from the repository root) that register "
-                  "estimators of your own with estimators.register(...), e.g. my_estimators.adaptive_loo.")
+flags.DEFINE_bool(
+  "extend",
+  False,
+  "Let a rerun add datasets, models, estimators or seeds to an existing sweep, or "
+  "lengthen its runs (larger --num_steps: finished runs resume to the new length). Without it a "
+  "rerun whose grid or settings differ from the sweep's is refused.",
+)
+flags.DEFINE_bool(
+  "allow_download",
+  False,
+  "Let the loaders download a dataset with tensorflow_datasets when its "
+  "files are not in the data folder (needs a network); without it a missing dataset is an error.",
+)
+flags.DEFINE_bool(
+  "restart_damaged",
+  False,
+  "Train runs whose own files are damaged (unreadable config.json, "
+  "metrics.csv or checkpoint; marked failed by an earlier sweep) again from step 0.",
+)
+flags.DEFINE_list(
+  "estimator_modules",
+  [],
+  "Python modules (importable from the repository root) that register "
+  "estimators of your own with estimators.register(...), e.g. my_estimators.adaptive_loo.",
+)
 flags.DEFINE_string("results_dir", "results", "Root folder of all sweeps.")
-flags.DEFINE_string("sweep_name", None, "Sweep folder under results_dir (default: the preset's name, "
-                    "or 'custom' with --preset=none).")
-flags.DEFINE_string("data_dir", None, "Folder with the raw dataset files (default: $DISARM_DATA_DIR, "
-                    "else ../shared/data beside the repository, else tensorflow_datasets).")
+flags.DEFINE_string(
+  "sweep_name", None, "Sweep folder under results_dir (default: the preset's name, or 'custom' with --preset=none)."
+)
+flags.DEFINE_string(
+  "data_dir",
+  None,
+  "Folder with the raw dataset files (default: $DISARM_DATA_DIR, "
+  "else ../shared/data beside the repository, else tensorflow_datasets).",
+)
 flags.DEFINE_bool("tensorboard", False, "Also write TensorBoard summaries to runs/<run_id>/tensorboard.")
 flags.DEFINE_bool("retry_failed", False, "Retry runs that stopped on a numerical failure.")
-flags.DEFINE_enum("toy", "auto", ["auto", "none", "quick", "full"],
-                  "Also run the toy problem (PROTOCOL.md section 6) into <sweep>/toy for the report's toy "
-                  "figures: quick (about a minute), full (a few minutes), none; auto: quick with "
-                  "--preset=quick, full with --preset=reduced, none otherwise. Finished toy CSVs are reused.")
+flags.DEFINE_enum(
+  "toy",
+  "auto",
+  ["auto", "none", "quick", "full"],
+  "Also run the toy problem (PROTOCOL.md section 6) into <sweep>/toy for the report's toy "
+  "figures: quick (about a minute), full (a few minutes), none; auto: quick with "
+  "--preset=quick, full with --preset=reduced, none otherwise. Finished toy CSVs are reused.",
+)
 flags.DEFINE_bool("report", True, "Make figures, tables and report.md after the sweep.")
 flags.DEFINE_string("published", None, "Optional CSV of published numbers for the report's comparison.")
-flags.DEFINE_integer("threads", 0, "TensorFlow intra-op threads (0: TensorFlow's default, all cores). "
-                     "Two drivers with --threads=1 on the same sweep beat one with 2 threads on 2 cores.",
-                     lower_bound=0)
+flags.DEFINE_integer(
+  "threads",
+  0,
+  "TensorFlow intra-op threads (0: TensorFlow's default, all cores). "
+  "Two drivers with --threads=1 on the same sweep beat one with 2 threads on 2 cores.",
+  lower_bound=0,
+)
 flags.DEFINE_bool("rebuild_summary", False, "Only rebuild summary.csv (and the report) from the run files.")
-flags.DEFINE_bool("check", False, "Only check the sweep's run folders against their configs (steps on the "
-                  "evaluation cadence, each once, DONE.json consistent, columns, summary.csv); exit code 1 "
-                  "if any problem is found.")
-flags.DEFINE_enum("executor", "local", ["local", "ray"], "Where runs train: local (--workers processes on "
-                  "this machine) or ray (one Ray task per run; see README, 'Running at scale').")
-flags.DEFINE_integer("workers", 1, "Local worker processes training runs in parallel (1: in the driver's "
-                     "own process). Each uses --threads, else max(1, cores // workers) TF threads.",
-                     lower_bound=1)
-flags.DEFINE_string("ray_address", None, "Ray cluster to use (e.g. auto, or HOST:6379); default: start a "
-                    "local Ray instance for this sweep.")
-flags.DEFINE_float("ray_cpus_per_task", 1.0, "CPUs Ray reserves for each run (also its TF threads unless "
-                   "--threads).", lower_bound=0.01)
+flags.DEFINE_bool(
+  "check",
+  False,
+  "Only check the sweep's run folders against their configs (steps on the "
+  "evaluation cadence, each once, DONE.json consistent, columns, summary.csv); exit code 1 "
+  "if any problem is found.",
+)
+flags.DEFINE_enum(
+  "executor",
+  "local",
+  ["local", "ray"],
+  "Where runs train: local (--workers processes on "
+  "this machine) or ray (one Ray task per run; see README, 'Running at scale').",
+)
+flags.DEFINE_integer(
+  "workers",
+  1,
+  "Local worker processes training runs in parallel (1: in the driver's "
+  "own process). Each uses --threads, else max(1, cores // workers) TF threads.",
+  lower_bound=1,
+)
+flags.DEFINE_string(
+  "ray_address",
+  None,
+  "Ray cluster to use (e.g. auto, or HOST:6379); default: start a local Ray instance for this sweep.",
+)
+flags.DEFINE_float(
+  "ray_cpus_per_task", 1.0, "CPUs Ray reserves for each run (also its TF threads unless --threads).", lower_bound=0.01
+)
 flags.DEFINE_float("ray_gpus_per_task", 0.0, "GPUs Ray reserves for each run.", lower_bound=0.0)
-flags.DEFINE_integer("stack", 5, "At most this many runs of one cell (same dataset, model, estimator and "
-                     "settings; different seeds) train together in one graph: same numbers per run as "
-                     "training them one by one, fewer, larger kernel calls (benchmarks/README.md). "
-                     "1 trains runs one at a time.", lower_bound=1)
-flags.DEFINE_integer("max_retries", 2, "Retries of a run whose worker process (or Ray node) died.",
-                     lower_bound=0)
+flags.DEFINE_integer(
+  "stack",
+  5,
+  "At most this many runs of one cell (same dataset, model, estimator and "
+  "settings; different seeds) train together in one graph: same numbers per run as "
+  "training them one by one, fewer, larger kernel calls (benchmarks/README.md). "
+  "1 trains runs one at a time.",
+  lower_bound=1,
+)
+flags.DEFINE_integer("max_retries", 2, "Retries of a run whose worker process (or Ray node) died.", lower_bound=0)
 
 
 def build_grid():
   """The grid: the preset's, with every grid flag and setting flag given explicitly applied on top."""
   from contracts.settings import Grid, check_seed
   from training.presets import PRESETS
+
   if FLAGS.preset == "none":
     needed = [n for n in ("datasets", "models", "estimators", "seeds", "num_steps") if FLAGS[n].value is None]
     if needed:
@@ -128,22 +188,23 @@ def build_grid():
       for seed in overrides["seeds"]:
         check_seed(seed)
     except ValueError as e:
-      raise app.UsageError(f"--seeds must be whole numbers in 0..2147483647 separated by commas, got "
-                           f"{','.join(FLAGS.seeds)} ({e})")
+      raise app.UsageError(
+        f"--seeds must be whole numbers in 0..2147483647 separated by commas, got {','.join(FLAGS.seeds)} ({e})"
+      ) from None
   for field in setting_fields():
     value = FLAGS[field.name].value if field.name in FLAGS else None
     if value is not None:
-      overrides[field.name] = tuple(v.strip() for v in value if v.strip()) if field.metadata["kind"] is tuple \
-          else value
+      overrides[field.name] = tuple(v.strip() for v in value if v.strip()) if field.metadata["kind"] is tuple else value
   if "eval_every" in overrides and "bound_every" not in overrides and base.bound_every % overrides["eval_every"]:
     overrides["bound_every"] = overrides["eval_every"]
   grid = base.replace(**overrides)
   try:
     from training.validation import canonical_grid, validate_grid
+
     grid = canonical_grid(grid)
     validate_grid(grid)
   except ValueError as e:
-    raise app.UsageError(str(e))
+    raise app.UsageError(str(e)) from None
   return grid
 
 
@@ -154,6 +215,7 @@ def main(argv):
   sweep_dir = os.path.join(FLAGS.results_dir, sweep_name)
   if FLAGS.check:  # reads files only: no grid, no TensorFlow
     from training import integrity
+
     if not os.path.isdir(sweep_dir):
       raise app.UsageError(f"no sweep folder {sweep_dir}; pass --results_dir and --sweep_name of a sweep")
     text, problems = integrity.format_report(integrity.check_sweep(sweep_dir), sweep_dir)
@@ -161,40 +223,58 @@ def main(argv):
     return 1 if problems else 0
   if FLAGS.estimator_modules:
     from training.executors import import_plugins
+
     try:
       import_plugins(FLAGS.estimator_modules)
     except ImportError as e:
-      raise app.UsageError(f"--estimator_modules: cannot import {e.name or e} ({e}); give module paths importable "
-                           "from the repository root, e.g. my_estimators.adaptive_loo")
+      raise app.UsageError(
+        f"--estimator_modules: cannot import {e.name or e} ({e}); give module paths importable "
+        "from the repository root, e.g. my_estimators.adaptive_loo"
+      ) from None
   grid = None if FLAGS.rebuild_summary else build_grid()
   executor = None if FLAGS.rebuild_summary else make_executor()
   ensure_writable(sweep_dir)
 
   from training import results_io
+
   if FLAGS.rebuild_summary:
     results_io.rebuild_summary(sweep_dir)
   else:
     from training.sweep import run_sweep
-    summary = run_sweep(grid, sweep_dir, data_dir=FLAGS.data_dir, tensorboard=FLAGS.tensorboard,
-                        retry_failed=FLAGS.retry_failed, executor=executor, max_stack=FLAGS.stack,
-                        extend=FLAGS.extend, plugins=tuple(FLAGS.estimator_modules),
-                        allow_download=FLAGS.allow_download, restart_damaged=FLAGS.restart_damaged)
+
+    summary = run_sweep(
+      grid,
+      sweep_dir,
+      data_dir=FLAGS.data_dir,
+      tensorboard=FLAGS.tensorboard,
+      retry_failed=FLAGS.retry_failed,
+      executor=executor,
+      max_stack=FLAGS.stack,
+      extend=FLAGS.extend,
+      plugins=tuple(FLAGS.estimator_modules),
+      allow_download=FLAGS.allow_download,
+      restart_damaged=FLAGS.restart_damaged,
+    )
   print(f"summary: {os.path.join(sweep_dir, 'summary.csv')}")
   toy = FLAGS.toy if FLAGS.toy != "auto" else {"quick": "quick", "reduced": "full"}.get(FLAGS.preset, "none")
   if toy != "none" and not FLAGS.rebuild_summary:
     from experiments.toy import QUICK, run_toy
+
     print(f"toy problem ({toy}): {os.path.join(sweep_dir, 'toy')}")
     run_toy(os.path.join(sweep_dir, "toy"), **(QUICK if toy == "quick" else {}))
   if FLAGS.report:
     from plots import make_report
+
     print(f"report: {make_report(sweep_dir, published_csv=FLAGS.published)}")
   if not FLAGS.rebuild_summary:
     failed = summary[summary["status"].isin(["failed", "invalid"])]
     if len(failed):
-      print(f"error: {len(failed)} run(s) failed or have damaged files (their FAILED.json and summary.csv's reason "
-            f"say why): {', '.join(failed['run_id'])}. The other runs finished; --retry_failed retries runs that "
-            "stopped on a non-finite loss, --restart_damaged trains damaged ones again from step 0.",
-            file=sys.stderr)
+      print(
+        f"error: {len(failed)} run(s) failed or have damaged files (their FAILED.json and summary.csv's reason "
+        f"say why): {', '.join(failed['run_id'])}. The other runs finished; --retry_failed retries runs that "
+        "stopped on a non-finite loss, --restart_damaged trains damaged ones again from step 0.",
+        file=sys.stderr,
+      )
       return EXIT_RUNS_FAILED
   return 0
 
@@ -206,36 +286,50 @@ EXIT_RUNS_FAILED = 3
 
 def make_executor():
   from training.executors import make_executor as make
+
   try:
-    return make(FLAGS.executor, workers=FLAGS.workers, threads=FLAGS.threads, ray_address=FLAGS.ray_address,
-                ray_cpus_per_task=FLAGS.ray_cpus_per_task, ray_gpus_per_task=FLAGS.ray_gpus_per_task,
-                max_retries=FLAGS.max_retries)
+    return make(
+      FLAGS.executor,
+      workers=FLAGS.workers,
+      threads=FLAGS.threads,
+      ray_address=FLAGS.ray_address,
+      ray_cpus_per_task=FLAGS.ray_cpus_per_task,
+      ray_gpus_per_task=FLAGS.ray_gpus_per_task,
+      max_retries=FLAGS.max_retries,
+    )
   except ValueError as e:
-    raise app.UsageError(str(e))
+    raise app.UsageError(str(e)) from None
 
 
 def ensure_writable(sweep_dir):
   """Creates the sweep folder and proves it writable, before any run starts."""
   import tempfile
+
   try:
     os.makedirs(sweep_dir, exist_ok=True)
   except OSError as e:
-    raise app.UsageError(f"cannot create results folder {sweep_dir} ({e.strerror}). "
-                         "Pass a writable --results_dir.")
+    raise app.UsageError(
+      f"cannot create results folder {sweep_dir} ({e.strerror}). Pass a writable --results_dir."
+    ) from None
   try:
     fd, probe = tempfile.mkstemp(dir=sweep_dir, prefix=".tmp-probe-")
     os.close(fd)
     os.unlink(probe)
   except OSError as e:
-    raise app.UsageError(f"results folder {sweep_dir} is not writable ({e.strerror}). "
-                         "Pass a writable --results_dir.")
+    raise app.UsageError(
+      f"results folder {sweep_dir} is not writable ({e.strerror}). Pass a writable --results_dir."
+    ) from None
 
 
 def expected_errors():
   """Exceptions that mean 'bad input or environment', reported as one line (no traceback)."""
   errors = [app.UsageError, OSError]
-  for module, name in (("training.sweep", "SweepError"), ("datasets.loaders", "DataError"),
-                       ("training.runner", "ConfigMismatchError"), ("training.executors", "ExecutorError")):
+  for module, name in (
+    ("training.sweep", "SweepError"),
+    ("datasets.loaders", "DataError"),
+    ("training.runner", "ConfigMismatchError"),
+    ("training.executors", "ExecutorError"),
+  ):
     if module in sys.modules:
       errors.append(getattr(sys.modules[module], name))
   return tuple(errors)
@@ -251,6 +345,7 @@ def main_reporting_errors(argv):
     message = str(e)
     if isinstance(e, OSError) and not isinstance(e, app.UsageError):
       from training.executors import describe_error
+
       message = describe_error(e)[1]
     print(f"error: {message}", file=sys.stderr)
     return 2

@@ -35,8 +35,11 @@ FLAGS = flags.FLAGS
 flags.DEFINE_bool("quick", False, "Linear DisARM, one evaluation per model, 2 repetitions.")
 flags.DEFINE_list("models", ["linear", "nonlinear"], "Models to time.")
 flags.DEFINE_list("estimators", ["disarm", "relax"], "Estimators to time (the paper protocol).")
-flags.DEFINE_list("new_estimators", ["arms_3", "double_cv_3", "rodeo_3", "rodeo_2", "arms_4", "rodeo_4"],
-                  "Estimators timed under the RODEO protocol (nonlinear, batch 100) against DisARM there.")
+flags.DEFINE_list(
+  "new_estimators",
+  ["arms_3", "double_cv_3", "rodeo_3", "rodeo_2", "arms_4", "rodeo_4"],
+  "Estimators timed under the RODEO protocol (nonlinear, batch 100) against DisARM there.",
+)
 flags.DEFINE_list("stacks", ["1", "5"], "Stack sizes S to time (runs trained in one graph).")
 flags.DEFINE_integer("block", 500, "Training steps per timed call.")
 flags.DEFINE_integer("repetitions", 3, "Timed calls per figure (the median is reported).")
@@ -62,8 +65,10 @@ def main(argv):
   estimators = ["disarm"] if quick else FLAGS.estimators
   reps = 2 if quick else FLAGS.repetitions
   stacks = [int(s) for s in FLAGS.stacks]
-  gpus = [tf.config.experimental.get_device_details(d).get("device_name", "GPU")
-          for d in tf.config.list_physical_devices("GPU")]
+  gpus = [
+    tf.config.experimental.get_device_details(d).get("device_name", "GPU")
+    for d in tf.config.list_physical_devices("GPU")
+  ]
   print(f"machine: {cpu_description()}; GPUs: {', '.join(gpus) or 'none'}; TensorFlow {tf.__version__}")
   print(f"reference: TensorFlow float32 matmul 100,000 x 200 x 784: {matmul_rate(tf):.0f} GFLOP/s")
   print(f"median of {reps} timed calls after a warm-up; training blocks of {FLAGS.block} steps; MNIST", flush=True)
@@ -83,8 +88,10 @@ def main(argv):
 
   steps = {}
   if FLAGS.training:
-    print(f"{'protocol':9s} {'model':10s} {'estimator':12s} {'S':>4s} {'ms/member-step':>15s} {'steps/s':>9s}"
-          f" {'vs DisARM':>9s}")
+    print(
+      f"{'protocol':9s} {'model':10s} {'estimator':12s} {'S':>4s} {'ms/member-step':>15s} {'steps/s':>9s}"
+      f" {'vs DisARM':>9s}"
+    )
     rows = [("paper", m, e) for m in models for e in estimators]
     if not quick:
       rows.append(("rodeo", "nonlinear", "disarm"))
@@ -95,15 +102,14 @@ def main(argv):
         steps[preset, model, estimator, size] = ms
         base = steps.get((preset, model, "disarm", size))
         ratio = f"{ms / base:8.2f}x" if base else ""
-        print(f"{preset:9s} {model:10s} {estimator:12s} {size:4d} {ms:15.3f} {1000 / ms:9.0f} {ratio:>9s}",
-              flush=True)
+        print(f"{preset:9s} {model:10s} {estimator:12s} {size:4d} {ms:15.3f} {1000 / ms:9.0f} {ratio:>9s}", flush=True)
   evaluation = {}
   if FLAGS.evaluation:
     for model in models:
       trainer = Trainer(RunConfig("mnist", model, "disarm", 0, PRESETS["paper"].settings), data("mnist"))
       parts = {"elbo": [], "valid": [], "test": []}
 
-      def evaluate():
+      def evaluate(trainer=trainer, parts=parts):
         t0 = time.perf_counter()
         trainer.train_elbo()
         t1 = time.perf_counter()
@@ -120,18 +126,23 @@ def main(argv):
       evaluation[model] = seconds
       decoder_flop = 2 * (200 * 784 + (0 if model == "linear" else 2 * 200 * 200))
       bound_gflop = 2 * 10_000 * 100 * decoder_flop / 1e9
-      print(f"evaluation {model:10s} {seconds:6.2f} s: train ELBO {elbo:.2f} s, valid bound {valid:.2f} s, "
-            f"test bound {test:.2f} s; the bounds' decoder products {bound_gflop:.0f} GFLOP at "
-            f"{bound_gflop / (valid + test):.0f} GFLOP/s", flush=True)
+      print(
+        f"evaluation {model:10s} {seconds:6.2f} s: train ELBO {elbo:.2f} s, valid bound {valid:.2f} s, "
+        f"test bound {test:.2f} s; the bounds' decoder products {bound_gflop:.0f} GFLOP at "
+        f"{bound_gflop / (valid + test):.0f} GFLOP/s",
+        flush=True,
+      )
   if FLAGS.training and FLAGS.evaluation:
     project(steps, evaluation, PRESETS, stacks)
 
 
 def project(steps, evaluation, presets, sizes):
   """One paper-protocol run, and every preset's total with its runs trained in the fastest stack size timed."""
+
   def best(protocol, model, estimator):
-    timed = {size: steps[protocol, model, estimator, size] for size in sizes
-             if (protocol, model, estimator, size) in steps}
+    timed = {
+      size: steps[protocol, model, estimator, size] for size in sizes if (protocol, model, estimator, size) in steps
+    }
     if not timed:
       return None, None
     size = min(timed, key=timed.get)
@@ -140,9 +151,11 @@ def project(steps, evaluation, presets, sizes):
   for model in evaluation:
     ms, size = best("paper", model, "disarm")
     if ms is not None:
-      hours = (10 ** 6 * ms / 1000 + 1000 * evaluation[model]) / 3600
-      print(f"projection: one paper-protocol run, {model} DisARM: {hours:.2f} h (10^6 steps at {ms:.2f} ms per "
-            f"member-step, S={size}; 1,000 evaluations at {evaluation[model]:.1f} s)")
+      hours = (10**6 * ms / 1000 + 1000 * evaluation[model]) / 3600
+      print(
+        f"projection: one paper-protocol run, {model} DisARM: {hours:.2f} h (10^6 steps at {ms:.2f} ms per "
+        f"member-step, S={size}; 1,000 evaluations at {evaluation[model]:.1f} s)"
+      )
   for name in ("paper", "hierarchical", "multisample", "rodeo"):
     grid = presets[name]
     total, missing, used = 0.0, set(), set()
@@ -162,8 +175,10 @@ def project(steps, evaluation, presets, sizes):
       total += config.num_steps * ms / 1000 + (config.num_steps // config.eval_every) * evaluation[model]
     else:
       note = f" (not timed, counted as DisARM: {', '.join(sorted(missing))})" if missing else ""
-      print(f"projection: preset {name}, {len(list(grid.configs()))} runs, stacks of S={'/'.join(map(str, sorted(used)))}:"
-            f" {total / 3600:,.1f} h{note}")
+      print(
+        f"projection: preset {name}, {len(list(grid.configs()))} runs, stacks of S={'/'.join(map(str, sorted(used)))}:"
+        f" {total / 3600:,.1f} h{note}"
+      )
 
 
 if __name__ == "__main__":

@@ -29,12 +29,22 @@ flags.DEFINE_string("commit", "a2a45a9", "The earlier commit to compare with.")
 flags.DEFINE_integer("repetitions", 3, "Timed calls per figure and version.")
 flags.DEFINE_integer("block", 500, "Training steps per timed call.")
 flags.DEFINE_bool("evaluation", True, "Also time one full evaluation per model.")
-flags.DEFINE_string("data_dir", None, "Folder with the raw dataset files (default: this checkout's, as the driver "
-                    "finds it); both versions read the same files.")
+flags.DEFINE_string(
+  "data_dir",
+  None,
+  "Folder with the raw dataset files (default: this checkout's, as the driver "
+  "finds it); both versions read the same files.",
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OLD_SETTINGS = dict(decoder_sample="estimator", decoder_reduction="mean", data_order="permutation",
-                    control_variate_input="encoder_input", eval_binarization="fresh", grad_variance_debias=True)
+OLD_SETTINGS = dict(
+  decoder_sample="estimator",
+  decoder_reduction="mean",
+  data_order="permutation",
+  control_variate_input="encoder_input",
+  eval_binarization="fresh",
+  grad_variance_debias=True,
+)
 
 # Runs inside either checkout: times one figure and prints it as JSON.
 TIMER = r"""
@@ -70,8 +80,9 @@ def measure(checkout, figure, settings):
   kind, model, estimator, batch = figure
   args = json.dumps([kind, model, estimator, batch, FLAGS.block, 1, settings])
   env = dict(os.environ, DISARM_DATA_DIR=DATA_DIR)
-  done = subprocess.run([sys.executable, "-c", TIMER, args], cwd=checkout, capture_output=True, text=True,
-                        timeout=1800, env=env)
+  done = subprocess.run(
+    [sys.executable, "-c", TIMER, args], cwd=checkout, capture_output=True, text=True, timeout=1800, env=env
+  )
   if done.returncode:
     raise RuntimeError(f"timing {figure} in {checkout} failed:\n{done.stderr[-3000:]}")
   return float(done.stdout.strip().splitlines()[-1])
@@ -85,18 +96,25 @@ def main(argv):
   global DATA_DIR
   from benchmarks.machine import cpu_description
   from datasets import resolve_data_dir
+
   DATA_DIR = resolve_data_dir(FLAGS.data_dir) or ""
-  figures = [("step", "linear", "disarm", 50), ("step", "nonlinear", "disarm", 50), ("step", "linear", "relax", 50),
-             ("step", "nonlinear", "relax", 50), ("step", "nonlinear", "disarm", 100)]
+  figures = [
+    ("step", "linear", "disarm", 50),
+    ("step", "nonlinear", "disarm", 50),
+    ("step", "linear", "relax", 50),
+    ("step", "nonlinear", "relax", 50),
+    ("step", "nonlinear", "disarm", 100),
+  ]
   if FLAGS.evaluation:
     figures += [("evaluation", "linear", "disarm", 50), ("evaluation", "nonlinear", "disarm", 50)]
   with tempfile.TemporaryDirectory() as tmp:
     old = os.path.join(tmp, "old")
-    subprocess.run(["git", "worktree", "add", "--detach", old, FLAGS.commit], cwd=REPO, check=True,
-                   capture_output=True)
+    subprocess.run(["git", "worktree", "add", "--detach", old, FLAGS.commit], cwd=REPO, check=True, capture_output=True)
     try:
-      print(f"machine: {cpu_description()}; {FLAGS.commit} against this checkout; median of "
-            f"{FLAGS.repetitions} timed calls, each in a fresh process after a warm-up call")
+      print(
+        f"machine: {cpu_description()}; {FLAGS.commit} against this checkout; median of "
+        f"{FLAGS.repetitions} timed calls, each in a fresh process after a warm-up call"
+      )
       print(f"{'figure':40s} {FLAGS.commit:>10s} {'new, same':>10s} {'new, ref.':>10s} {'speed-up':>9s}")
       for figure in figures:
         times = {"old": [], "same": [], "reference": []}
@@ -107,8 +125,11 @@ def main(argv):
         med = {k: statistics.median(v) for k, v in times.items()}
         unit = "ms/step" if figure[0] == "step" else "s"
         name = f"{figure[0]} {figure[1]} {figure[2]} batch {figure[3]} ({unit})"
-        print(f"{name:40s} {med['old']:10.3f} {med['same']:10.3f} {med['reference']:10.3f} "
-              f"{med['old'] / med['same']:8.2f}x", flush=True)
+        print(
+          f"{name:40s} {med['old']:10.3f} {med['same']:10.3f} {med['reference']:10.3f} "
+          f"{med['old'] / med['same']:8.2f}x",
+          flush=True,
+        )
     finally:
       subprocess.run(["git", "worktree", "remove", "--force", old], cwd=REPO, check=False, capture_output=True)
 

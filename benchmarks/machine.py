@@ -19,8 +19,11 @@ def cpu_description():
           flags_seen = set(value.split())
   except OSError:
     pass
-  extensions = [name for name, flag in (("AVX2", "avx2"), ("FMA", "fma"), ("AVX-512F", "avx512f"),
-                                        ("AVX-512 BF16", "avx512_bf16")) if flag in flags_seen]
+  extensions = [
+    name
+    for name, flag in (("AVX2", "avx2"), ("FMA", "fma"), ("AVX-512F", "avx512f"), ("AVX-512 BF16", "avx512_bf16"))
+    if flag in flags_seen
+  ]
   cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
   return f"{model} ({cores} cores; {', '.join(extensions) or 'no AVX2'})"
 

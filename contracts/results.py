@@ -3,6 +3,7 @@
 Layout of a sweep folder (``results/<sweep>/``)::
 
     sweep.json                   the grid (contracts.settings.Grid.to_dict)
+    sweep_log.jsonl              one line per driver invocation: what it trained, in what clock time
     summary.csv                  one row per run (SUMMARY_COLUMNS), rebuilt from the run folders
     runs/<run_id>/config.json    the run's RunConfig.to_dict(), plus ESTIMATOR_INFO_KEY
     runs/<run_id>/metrics.csv    one row per evaluation (METRIC_COLUMNS, then extra columns)
@@ -19,6 +20,7 @@ layered model). Empty fields are "not computed here" (NaN).
 """
 
 SWEEP_JSON = "sweep.json"
+SWEEP_LOG = "sweep_log.jsonl"  # one line per driver run: clock time, member-steps trained, executor
 SUMMARY_CSV = "summary.csv"
 RUNS_DIR = "runs"
 CONFIG_JSON = "config.json"
@@ -33,28 +35,56 @@ LOCK_FILE = "run.lock"
 # config.json: what the suite knew about the run's estimator when it ran, so that
 # readers need not parse names (cost, the K of its bound, its family and size).
 ESTIMATOR_INFO_KEY = "estimator_info"
-ESTIMATOR_INFO_FIELDS = ("label", "family", "size", "num_f_evals", "bound_samples", "num_samples", "needs",
-                         "trainable", "description", "reference")
+ESTIMATOR_INFO_FIELDS = (
+  "label",
+  "family",
+  "size",
+  "num_f_evals",
+  "bound_samples",
+  "num_samples",
+  "needs",
+  "trainable",
+  "description",
+  "reference",
+)
 
 METRIC_COLUMNS = (
-    "step",              # training steps done (0: before training)
-    "wall_time_s",       # seconds of training and evaluation in this run so far
-    "steps_per_sec",     # training steps per second over the block before this evaluation
-    "stack_size",        # runs trained together in the graph that trained this one (member-steps = steps x this)
-    "train_elbo",        # single-sample ELBO averaged over one pass of the training split
-    "valid_bound_100",   # log mean_{k<=100} exp ELBO averaged over the split (NaN where not computed)
-    "test_bound_100",
-    "grad_variance",     # mean over encoder parameters of EMA[g^2] - EMA[g]^2
-    "valid_bound_k",     # the bound with K = the estimator's f evaluations (multi-sample or log_bound_k)
-    "test_bound_k",
+  "step",  # training steps done (0: before training)
+  "wall_time_s",  # seconds of training and evaluation in this run so far
+  "steps_per_sec",  # training steps per second over the block before this evaluation
+  "stack_size",  # runs trained together in the graph that trained this one (member-steps = steps x this)
+  "train_elbo",  # single-sample ELBO averaged over one pass of the training split
+  "valid_bound_100",  # log mean_{k<=100} exp ELBO averaged over the split (NaN where not computed)
+  "test_bound_100",
+  "grad_variance",  # mean over encoder parameters of EMA[g^2] - EMA[g]^2
+  "valid_bound_k",  # the bound with K = the estimator's f evaluations (multi-sample or log_bound_k)
+  "test_bound_k",
 )
 BASKET_PREFIX = "basket_var_"
 
 SUMMARY_COLUMNS = (
-    "run_id", "dataset", "model", "estimator", "seed", "num_steps", "status", "reason", "final_step",
-    "final_train_elbo", "best_train_elbo", "final_valid_bound_100", "best_valid_bound_100",
-    "final_test_bound_100", "test_bound_100_at_best_valid", "final_grad_variance", "mean_grad_variance",
-    "wall_time_s", "steps_per_sec", "member_steps_per_sec", "final_valid_bound_k", "final_test_bound_k",
+  "run_id",
+  "dataset",
+  "model",
+  "estimator",
+  "seed",
+  "num_steps",
+  "status",
+  "reason",
+  "final_step",
+  "final_train_elbo",
+  "best_train_elbo",
+  "final_valid_bound_100",
+  "best_valid_bound_100",
+  "final_test_bound_100",
+  "test_bound_100_at_best_valid",
+  "final_grad_variance",
+  "mean_grad_variance",
+  "wall_time_s",
+  "steps_per_sec",
+  "member_steps_per_sec",
+  "final_valid_bound_k",
+  "final_test_bound_k",
 )
 SUMMARY_KEYS = ("run_id", "dataset", "model", "estimator", "seed", "status")
 STATUSES = ("done", "failed", "running", "invalid")

@@ -21,41 +21,51 @@ import re
 import tensorflow as tf
 
 from estimators import arm, arms, disarm, double_cv, local_disarm, reinforce_loo, relax, rodeo, vimco
-from estimators.base import (Estimator, EstimatorOutput, Needs, Noise, Objective, Params, SeedNoise, SeedParams,
-                             Trainable, as_seed)
+from estimators.base import (
+  Estimator,
+  EstimatorOutput,
+  Needs,
+  Noise,
+  Objective,
+  Params,
+  SeedNoise,
+  SeedParams,
+  Trainable,
+  as_seed,
+)
 
 ESTIMATORS = {
-    # Estimators of d E[f(b)] (PROTOCOL.md section 2).
-    "reinforce_loo": reinforce_loo.ESTIMATOR,
-    "arm": arm.ESTIMATOR,
-    "disarm": disarm.ESTIMATOR,
-    "relax": relax.ESTIMATOR,
-    # Estimators the later papers compare against (PROTOCOL.md section 8), at K = 2, 3, 4.
-    **{estimator.name: estimator for k in (2, 3, 4) for estimator in (arms.make(k), double_cv.make(k), rodeo.make(k))},
-    "disarm_4": disarm.make(4),
-    # Multi-sample bounds at the paper's equal-cost pairs: VIMCO with 2m samples
-    # against local DisARM with m pairs, m in {1, 5, 10}.
-    "vimco_2": vimco.make(2),
-    "vimco_10": vimco.make(10),
-    "vimco_20": vimco.make(20),
-    "local_disarm_1": local_disarm.make(1),
-    "local_disarm_5": local_disarm.make(5),
-    "local_disarm_10": local_disarm.make(10),
-    "local_disarm_sym_1": local_disarm.make_symmetrised(1),
-    "local_disarm_sym_5": local_disarm.make_symmetrised(5),
-    "local_disarm_sym_10": local_disarm.make_symmetrised(10),
+  # Estimators of d E[f(b)] (PROTOCOL.md section 2).
+  "reinforce_loo": reinforce_loo.ESTIMATOR,
+  "arm": arm.ESTIMATOR,
+  "disarm": disarm.ESTIMATOR,
+  "relax": relax.ESTIMATOR,
+  # Estimators the later papers compare against (PROTOCOL.md section 8), at K = 2, 3, 4.
+  **{estimator.name: estimator for k in (2, 3, 4) for estimator in (arms.make(k), double_cv.make(k), rodeo.make(k))},
+  "disarm_4": disarm.make(4),
+  # Multi-sample bounds at the paper's equal-cost pairs: VIMCO with 2m samples
+  # against local DisARM with m pairs, m in {1, 5, 10}.
+  "vimco_2": vimco.make(2),
+  "vimco_10": vimco.make(10),
+  "vimco_20": vimco.make(20),
+  "local_disarm_1": local_disarm.make(1),
+  "local_disarm_5": local_disarm.make(5),
+  "local_disarm_10": local_disarm.make(10),
+  "local_disarm_sym_1": local_disarm.make_symmetrised(1),
+  "local_disarm_sym_5": local_disarm.make_symmetrised(5),
+  "local_disarm_sym_10": local_disarm.make_symmetrised(10),
 }
 
 # Families whose size is part of the name: "<family>_<size>" builds any size on demand.
 FAMILIES = {
-    "reinforce_loo": reinforce_loo.make,
-    "disarm": disarm.make,
-    "arms": arms.make,
-    "double_cv": double_cv.make,
-    "rodeo": rodeo.make,
-    "vimco": vimco.make,
-    "local_disarm": local_disarm.make,
-    "local_disarm_sym": local_disarm.make_symmetrised,
+  "reinforce_loo": reinforce_loo.make,
+  "disarm": disarm.make,
+  "arms": arms.make,
+  "double_cv": double_cv.make,
+  "rodeo": rodeo.make,
+  "vimco": vimco.make,
+  "local_disarm": local_disarm.make,
+  "local_disarm_sym": local_disarm.make_symmetrised,
 }
 
 _FAMILY_NAME = re.compile(r"(.+)_(\d+)")
@@ -85,8 +95,10 @@ def get_estimator(name) -> Estimator:
     except ValueError as e:
       raise ValueError(f"estimator {name!r}: {e}") from None
     return ESTIMATORS.get(built.name, built)
-  raise ValueError(f"unknown estimator {name!r}; valid names: {', '.join(ESTIMATORS)}, "
-                   f"or <family>_<size> for a family in {', '.join(FAMILIES)}")
+  raise ValueError(
+    f"unknown estimator {name!r}; valid names: {', '.join(ESTIMATORS)}, "
+    f"or <family>_<size> for a family in {', '.join(FAMILIES)}"
+  )
 
 
 def canonical_name(name) -> str:
@@ -114,18 +126,24 @@ class _CheckedObjective(Objective):
         tape.watch(points)
         values = self.fn(points)
     if not isinstance(values, (tf.Tensor, tf.Variable)) or not values.dtype.is_floating:
-      raise ValueError(f"f must return a floating-point TensorFlow tensor, got {type(values).__name__}"
-                       f"{'' if not hasattr(values, 'dtype') else ' of dtype ' + str(values.dtype)}: "
-                       "f maps bits [S, *batch, D] to values [S, *batch] with TensorFlow ops")
+      raise ValueError(
+        f"f must return a floating-point TensorFlow tensor, got {type(values).__name__}"
+        f"{'' if not hasattr(values, 'dtype') else ' of dtype ' + str(values.dtype)}: "
+        "f maps bits [S, *batch, D] to values [S, *batch] with TensorFlow ops"
+      )
     want = points.shape[:-1]
     if values.shape.rank is not None and want.rank is not None and not values.shape.is_compatible_with(want):
-      raise ValueError(f"f returned shape {values.shape} for bits of shape {points.shape}; f must reduce the "
-                       f"last axis (the D bits) only and return shape {want}: one value per sample and example")
+      raise ValueError(
+        f"f returned shape {values.shape} for bits of shape {points.shape}; f must reduce the "
+        f"last axis (the D bits) only and return shape {want}: one value per sample and example"
+      )
     if relaxed is not None and tape.gradient(values, points) is None:
-      raise ValueError("this estimator evaluates f at relaxed points in (0, 1)^D and differentiates through "
-                       "them, and f has no gradient there: f must be a differentiable TensorFlow function of b "
-                       "(a smooth continuous extension of f from {0,1}^D, such as its multilinear extension); "
-                       "not NumPy code, tf.round, tf.cast or a lookup")
+      raise ValueError(
+        "this estimator evaluates f at relaxed points in (0, 1)^D and differentiates through "
+        "them, and f has no gradient there: f must be a differentiable TensorFlow function of b "
+        "(a smooth continuous extension of f from {0,1}^D, such as its multilinear extension); "
+        "not NumPy code, tf.round, tf.cast or a lookup"
+      )
     return values
 
 
@@ -175,6 +193,22 @@ def estimate_gradient(estimator, f, logits, seed, num_draws=None, state=None, co
   return est.fn(objective, logits, noise, state=state, context=context).grad
 
 
-__all__ = ["ESTIMATORS", "FAMILIES", "Estimator", "EstimatorOutput", "Needs", "Noise", "Objective", "Params",
-           "SeedNoise", "SeedParams", "Trainable", "as_seed", "canonical_name", "estimate_gradient",
-           "get_estimator", "is_valid_estimator", "register"]
+__all__ = [
+  "ESTIMATORS",
+  "FAMILIES",
+  "Estimator",
+  "EstimatorOutput",
+  "Needs",
+  "Noise",
+  "Objective",
+  "Params",
+  "SeedNoise",
+  "SeedParams",
+  "Trainable",
+  "as_seed",
+  "canonical_name",
+  "estimate_gradient",
+  "get_estimator",
+  "is_valid_estimator",
+  "register",
+]

@@ -36,12 +36,17 @@ def antithetic_pairs(logits, noise, num_pairs=None):
 def arm(f, logits, noise, state=None, context=None):
   del state, context
   u, bits = antithetic_pairs(logits, noise)
-  f_values = f(bits)                                   # [2, *batch]
+  f_values = f(bits)  # [2, *batch]
   diff = (f_values[1] - f_values[0])[..., tf.newaxis]  # f(b~) - f(b)
   grad = diff * (u - 0.5)
   return EstimatorOutput(grad=grad, bits=bits, f_values=f_values, num_independent=1)
 
 
-ESTIMATOR = Estimator(name="arm", fn=arm, num_f_evals=2, label="ARM",
-                      description="ARM, antithetic pair, 2 evaluations",
-                      reference="Yin & Zhou, ICLR 2019")
+ESTIMATOR = Estimator(
+  name="arm",
+  fn=arm,
+  num_f_evals=2,
+  label="ARM",
+  description="ARM, antithetic pair, 2 evaluations",
+  reference="Yin & Zhou, ICLR 2019",
+)

@@ -54,8 +54,8 @@ def arms(f, logits, noise, state=None, context=None, num_samples=2):
   del state, context
   check_num_samples("arms", num_samples)
   probs = tf.sigmoid(logits)
-  bits = copula_samples(logits, noise, num_samples)          # [K, *batch, D]
-  f_values = f(bits)                                          # [K, *batch]
+  bits = copula_samples(logits, noise, num_samples)  # [K, *batch, D]
+  f_values = f(bits)  # [K, *batch]
   centred = (f_values - tf.reduce_mean(f_values, axis=0, keepdims=True))[..., tf.newaxis]
   debias = probs * (1.0 - probs) / (probs - both_ones_probability(probs, num_samples))
   grad = tf.reduce_sum(centred * (bits - probs), axis=0) * debias / float(num_samples - 1)
@@ -64,7 +64,13 @@ def arms(f, logits, noise, state=None, context=None, num_samples=2):
 
 def make(num_samples: int) -> Estimator:
   check_num_samples("arms", num_samples)
-  return Estimator(name=f"arms_{num_samples}", fn=functools.partial(arms, num_samples=num_samples),
-                   num_f_evals=num_samples, label="ARMS", family="arms", size=num_samples,
-                   description=f"ARMS, {num_samples} samples from a Dirichlet copula",
-                   reference="Dimitriev & Zhou, ICML 2021")
+  return Estimator(
+    name=f"arms_{num_samples}",
+    fn=functools.partial(arms, num_samples=num_samples),
+    num_f_evals=num_samples,
+    label="ARMS",
+    family="arms",
+    size=num_samples,
+    description=f"ARMS, {num_samples} samples from a Dirichlet copula",
+    reference="Dimitriev & Zhou, ICML 2021",
+  )

@@ -40,7 +40,8 @@ variates (explicit state with init, loss and update; per-sample estimates).
 import dataclasses
 import enum
 import math
-from typing import Callable, NamedTuple, Optional, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, Protocol
 
 import tensorflow as tf
 
@@ -56,15 +57,16 @@ MAX_INT32 = 2**31 - 1
 
 class Needs(str, enum.Enum):
   """What an estimator needs of ``f``."""
-  VALUES = "values"       # f at discrete points only (a black box)
-  RELAXED = "relaxed"     # also f at relaxed points in (0, 1)^D, differentiable there
-  GRADIENT = "gradient"   # also grad_b f at the discrete points (f's continuous extension)
+
+  VALUES = "values"  # f at discrete points only (a black box)
+  RELAXED = "relaxed"  # also f at relaxed points in (0, 1)^D, differentiable there
+  GRADIENT = "gradient"  # also grad_b f at the discrete points (f's continuous extension)
 
 
 class Noise(Protocol):
   """A source of independent U(0, 1) draws, handed to an estimator by its caller."""
 
-  def uniform(self, like: tf.Tensor, num_samples: Optional[int] = None, open_interval: bool = False) -> tf.Tensor:
+  def uniform(self, like: tf.Tensor, num_samples: int | None = None, open_interval: bool = False) -> tf.Tensor:
     """U(0, 1) of shape ``[num_samples, *like.shape]`` (``like.shape`` without ``num_samples``), dtype of ``like``."""
 
   def split(self, num: int) -> Sequence["Noise"]:
@@ -159,10 +161,12 @@ class Objective:
       values = self(bits)
     grads = tape.gradient(values, bits)
     if grads is None:
-      raise ValueError("this estimator needs the gradient of f with respect to the bits, and f has none: "
-                       "f must be a differentiable TensorFlow function of b (a smooth continuous extension "
-                       "of f from {0,1}^D, such as its multilinear extension); not NumPy code, tf.round, "
-                       "tf.cast or a lookup")
+      raise ValueError(
+        "this estimator needs the gradient of f with respect to the bits, and f has none: "
+        "f must be a differentiable TensorFlow function of b (a smooth continuous extension "
+        "of f from {0,1}^D, such as its multilinear extension); not NumPy code, tf.round, "
+        "tf.cast or a lookup"
+      )
     return values, grads
 
 
@@ -181,10 +185,11 @@ class EstimatorOutput(NamedTuple):
     num_independent: how many of the leading ``bits`` are independent draws from q
       (a caller training a decoder on independent samples reuses them).
   """
+
   grad: tf.Tensor
   bits: tf.Tensor
   f_values: tf.Tensor
-  objective: Optional[tf.Tensor] = None
+  objective: tf.Tensor | None = None
   num_independent: int = 0
 
   def objective_value(self):
@@ -220,13 +225,14 @@ class Trainable:
     scalars: ``scalars(state) -> {name: tensor}``: values worth logging, each of the
       shape a scalar parameter has (``[1]``, or ``[M, 1]`` for ``M`` stacked runs).
   """
+
   init: Callable[..., tf.Module]
   loss: Callable[[Sequence[tf.Tensor]], tf.Tensor] = sum_of_squares
   loss_space: str = "encoder_parameters"
-  learning_rate: Optional[float] = None
+  learning_rate: float | None = None
   beta1: float = 0.9
   beta2: float = 0.999
-  scalars: Optional[Callable[[tf.Module], dict]] = None
+  scalars: Callable[[tf.Module], dict] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,19 +261,20 @@ class Estimator:
     label: display name; family, size: ``reinforce_loo`` and 3 for ``reinforce_loo_3``.
     description: one line for ``--help`` and reports; reference: the paper.
   """
+
   name: str
   fn: Callable[..., EstimatorOutput]
   num_f_evals: int
   needs: Needs = Needs.VALUES
   bound_samples: int = 1
   bound_estimator: bool = False
-  trainable: Optional[Trainable] = None
-  num_samples: Optional[int] = None
-  decoder_sample: Optional[str] = None
+  trainable: Trainable | None = None
+  num_samples: int | None = None
+  decoder_sample: str | None = None
   reference_decoder_reduction: str = "mean"
   label: str = ""
   family: str = ""
-  size: Optional[int] = None
+  size: int | None = None
   description: str = ""
   reference: str = ""
 
@@ -293,10 +300,18 @@ class Estimator:
 
   def info(self):
     """What ``config.json`` records about this estimator (contracts.results.ESTIMATOR_INFO_FIELDS)."""
-    return dict(label=self.label or self.name, family=self.family or self.name, size=self.size,
-                num_f_evals=self.num_f_evals, bound_samples=self.bound_samples, num_samples=self.samples,
-                needs=self.needs.value, trainable=self.has_state, description=self.description,
-                reference=self.reference)
+    return dict(
+      label=self.label or self.name,
+      family=self.family or self.name,
+      size=self.size,
+      num_f_evals=self.num_f_evals,
+      bound_samples=self.bound_samples,
+      num_samples=self.samples,
+      needs=self.needs.value,
+      trainable=self.has_state,
+      description=self.description,
+      reference=self.reference,
+    )
 
 
 def as_seed(seed) -> tf.Tensor:
@@ -309,8 +324,9 @@ def as_seed(seed) -> tf.Tensor:
     raise ValueError(f"a seed must be an int or a pair of ints, got {seed!r}")
   if isinstance(seed, int):
     if not -MAX_INT32 - 1 <= seed <= MAX_INT32:
-      raise ValueError(f"seed {seed} is outside the int32 range the random streams distinguish "
-                       f"({-MAX_INT32 - 1}..{MAX_INT32})")
+      raise ValueError(
+        f"seed {seed} is outside the int32 range the random streams distinguish ({-MAX_INT32 - 1}..{MAX_INT32})"
+      )
     return tf.constant([seed, 0], tf.int32)
   if isinstance(seed, (list, tuple)):
     if len(seed) != 2:

@@ -25,25 +25,29 @@ from estimators.base import Estimator, EstimatorOutput, check_num_samples
 
 def disarm(f, logits, noise, state=None, context=None, num_pairs=1):
   del state, context
-  _, bits = antithetic_pairs(logits, noise, num_pairs)   # [2m, *batch, D]: b_1..b_m, b~_1..b~_m
+  _, bits = antithetic_pairs(logits, noise, num_pairs)  # [2m, *batch, D]: b_1..b_m, b~_1..b~_m
   b, b_tilde = bits[:num_pairs], bits[num_pairs:]
   f_values = f(bits)
-  diff = (f_values[num_pairs:] - f_values[:num_pairs])[..., tf.newaxis]   # f(b~_i) - f(b_i)
-  sign = 1.0 - 2.0 * b                                   # (-1)^{b_d}
-  disagree = tf.abs(b - b_tilde)                         # 1[b_d != b~_d]
+  diff = (f_values[num_pairs:] - f_values[:num_pairs])[..., tf.newaxis]  # f(b~_i) - f(b_i)
+  sign = 1.0 - 2.0 * b  # (-1)^{b_d}
+  disagree = tf.abs(b - b_tilde)  # 1[b_d != b~_d]
   per_pair = 0.5 * diff * sign * disagree * tf.sigmoid(tf.abs(logits))
-  return EstimatorOutput(grad=tf.reduce_mean(per_pair, axis=0), bits=bits, f_values=f_values,
-                         num_independent=num_pairs)
+  return EstimatorOutput(grad=tf.reduce_mean(per_pair, axis=0), bits=bits, f_values=f_values, num_independent=num_pairs)
 
 
 def make(num_evals: int = 2) -> Estimator:
   check_num_samples("disarm", num_evals, minimum=2, even=True)
   pairs = num_evals // 2
-  return Estimator(name="disarm" if num_evals == 2 else f"disarm_{num_evals}",
-                   fn=functools.partial(disarm, num_pairs=pairs), num_f_evals=num_evals,
-                   label="DisARM", family="disarm", size=num_evals,
-                   description=f"DisARM, {pairs} antithetic pair{'s' if pairs > 1 else ''}, {num_evals} evaluations",
-                   reference="Dong, Mnih & Tucker, NeurIPS 2020")
+  return Estimator(
+    name="disarm" if num_evals == 2 else f"disarm_{num_evals}",
+    fn=functools.partial(disarm, num_pairs=pairs),
+    num_f_evals=num_evals,
+    label="DisARM",
+    family="disarm",
+    size=num_evals,
+    description=f"DisARM, {pairs} antithetic pair{'s' if pairs > 1 else ''}, {num_evals} evaluations",
+    reference="Dong, Mnih & Tucker, NeurIPS 2020",
+  )
 
 
 ESTIMATOR = make(2)

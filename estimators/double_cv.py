@@ -22,8 +22,15 @@ import functools
 
 import tensorflow as tf
 
-from estimators.base import (Estimator, EstimatorOutput, Needs, Trainable, check_num_samples, independent_samples,
-                             mean_square_per_example)
+from estimators.base import (
+  Estimator,
+  EstimatorOutput,
+  Needs,
+  Trainable,
+  check_num_samples,
+  independent_samples,
+  mean_square_per_example,
+)
 from estimators.reinforce_loo import leave_one_out_mean
 
 LEARNING_RATE = 1e-3
@@ -42,28 +49,40 @@ def double_cv(f, logits, noise, state=None, context=None, num_samples=2):
   if state is None:
     raise ValueError("double_cv needs its state (alpha): pass state=get_estimator(name).make_state(num_latents)")
   probs = tf.sigmoid(logits)
-  bits = independent_samples(logits, noise, num_samples)    # [K, *batch, D]
-  f_values, grads = f.value_and_gradient(bits)              # [K, *batch], [K, *batch, D]
+  bits = independent_samples(logits, noise, num_samples)  # [K, *batch, D]
+  f_values, grads = f.value_and_gradient(bits)  # [K, *batch], [K, *batch, D]
   grads = tf.stop_gradient(grads)
-  alpha = state.alpha                                        # broadcasts against [*batch]
+  alpha = state.alpha  # broadcasts against [*batch]
   centred = bits - probs
-  others_grad = leave_one_out_mean(grads)                    # Gbar_{-k}
-  local = alpha * tf.reduce_sum(centred * others_grad, axis=-1)          # t_k = alpha <Gbar_{-k}, b_k - s>
-  baseline = leave_one_out_mean(f_values + local)                        # c_k = mean_{j != k} v_j
+  others_grad = leave_one_out_mean(grads)  # Gbar_{-k}
+  local = alpha * tf.reduce_sum(centred * others_grad, axis=-1)  # t_k = alpha <Gbar_{-k}, b_k - s>
+  baseline = leave_one_out_mean(f_values + local)  # c_k = mean_{j != k} v_j
   signal = (f_values - baseline + local)[..., tf.newaxis]
   correction = alpha[..., tf.newaxis] * tf.reduce_mean(grads, axis=0) * probs * (1.0 - probs)
   grad = tf.reduce_mean(signal * centred, axis=0) - correction
   return EstimatorOutput(grad=grad, bits=bits, f_values=f_values, num_independent=num_samples)
 
 
-TRAINABLE = Trainable(init=init_state, loss=mean_square_per_example, loss_space="logits",
-                      learning_rate=LEARNING_RATE, scalars=lambda state: {"alpha": state.alpha})
+TRAINABLE = Trainable(
+  init=init_state,
+  loss=mean_square_per_example,
+  loss_space="logits",
+  learning_rate=LEARNING_RATE,
+  scalars=lambda state: {"alpha": state.alpha},
+)
 
 
 def make(num_samples: int) -> Estimator:
   check_num_samples("double_cv", num_samples)
-  return Estimator(name=f"double_cv_{num_samples}", fn=functools.partial(double_cv, num_samples=num_samples),
-                   num_f_evals=num_samples, needs=Needs.GRADIENT, trainable=TRAINABLE, label="Double CV",
-                   family="double_cv", size=num_samples,
-                   description=f"double control variates, {num_samples} samples, learned alpha",
-                   reference="Titsias & Shi, AISTATS 2022")
+  return Estimator(
+    name=f"double_cv_{num_samples}",
+    fn=functools.partial(double_cv, num_samples=num_samples),
+    num_f_evals=num_samples,
+    needs=Needs.GRADIENT,
+    trainable=TRAINABLE,
+    label="Double CV",
+    family="double_cv",
+    size=num_samples,
+    description=f"double control variates, {num_samples} samples, learned alpha",
+    reference="Titsias & Shi, AISTATS 2022",
+  )

@@ -32,7 +32,7 @@ def _pair_signal(f_main, f_other):
   # Swapping sample i changes one term of the sum: log(sum - exp f_i + exp f~_i), done stably.
   swapped = []
   for i in range(num_pairs):
-    terms = tf.concat([f_main[:i], f_other[i:i + 1], f_main[i + 1:]], axis=0)
+    terms = tf.concat([f_main[:i], f_other[i : i + 1], f_main[i + 1 :]], axis=0)
     swapped.append(tf.reduce_logsumexp(terms, axis=0))
   # The log m normalisers cancel in the difference.
   return bound[tf.newaxis] - tf.stack(swapped, axis=0), bound - tf.math.log(float(num_pairs))
@@ -40,9 +40,9 @@ def _pair_signal(f_main, f_other):
 
 def local_disarm(f, logits, noise, state=None, context=None, num_pairs=1, symmetrised=False):
   del state, context
-  _, bits = antithetic_pairs(logits, noise, num_pairs)   # [2m, *batch, D]
+  _, bits = antithetic_pairs(logits, noise, num_pairs)  # [2m, *batch, D]
   b, b_tilde = bits[:num_pairs], bits[num_pairs:]
-  f_all = f(bits)                                        # [2m, *batch]
+  f_all = f(bits)  # [2m, *batch]
   f_b, f_tilde = f_all[:num_pairs], f_all[num_pairs:]
   disagree = tf.abs(b - b_tilde) * tf.sigmoid(tf.abs(logits))
   signal, bound = _pair_signal(f_b, f_tilde)
@@ -52,7 +52,8 @@ def local_disarm(f, logits, noise, state=None, context=None, num_pairs=1, symmet
   if symmetrised:
     signal_swapped, bound_swapped = _pair_signal(f_tilde, f_b)
     grad_swapped = tf.reduce_sum(
-        0.5 * tf.stop_gradient(signal_swapped)[..., tf.newaxis] * (1.0 - 2.0 * b) * disagree, 0)
+      0.5 * tf.stop_gradient(signal_swapped)[..., tf.newaxis] * (1.0 - 2.0 * b) * disagree, 0
+    )
     grad = 0.5 * (grad + grad_swapped)
     objective = 0.5 * (bound + bound_swapped)
   return EstimatorOutput(grad=grad, bits=bits, f_values=f_all, objective=objective, num_independent=num_pairs)
@@ -61,13 +62,20 @@ def local_disarm(f, logits, noise, state=None, context=None, num_pairs=1, symmet
 def make(num_pairs: int, symmetrised: bool = False) -> Estimator:
   family = "local_disarm_sym" if symmetrised else "local_disarm"
   check_num_samples(family, num_pairs, minimum=1, noun="antithetic pairs")
-  return Estimator(name=f"{family}_{num_pairs}",
-                   fn=functools.partial(local_disarm, num_pairs=num_pairs, symmetrised=symmetrised),
-                   num_f_evals=2 * num_pairs, bound_samples=num_pairs, bound_estimator=True,
-                   label="Local DisARM (sym.)" if symmetrised else "Local DisARM", family=family, size=num_pairs,
-                   description=f"local DisARM{' (symmetrised)' if symmetrised else ''}, {num_pairs} antithetic pairs",
-                   reference="Dong, Mnih & Tucker, NeurIPS 2020", decoder_sample="estimator",
-                   reference_decoder_reduction="sum")
+  return Estimator(
+    name=f"{family}_{num_pairs}",
+    fn=functools.partial(local_disarm, num_pairs=num_pairs, symmetrised=symmetrised),
+    num_f_evals=2 * num_pairs,
+    bound_samples=num_pairs,
+    bound_estimator=True,
+    label="Local DisARM (sym.)" if symmetrised else "Local DisARM",
+    family=family,
+    size=num_pairs,
+    description=f"local DisARM{' (symmetrised)' if symmetrised else ''}, {num_pairs} antithetic pairs",
+    reference="Dong, Mnih & Tucker, NeurIPS 2020",
+    decoder_sample="estimator",
+    reference_decoder_reduction="sum",
+  )
 
 
 make_symmetrised = functools.partial(make, symmetrised=True)

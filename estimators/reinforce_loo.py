@@ -32,7 +32,7 @@ def reinforce_loo(f, logits, noise, state=None, context=None, num_samples=2):
   check_num_samples("reinforce_loo", num_samples)
   probs = tf.sigmoid(logits)
   bits = independent_samples(logits, noise, num_samples)  # [K, *batch, D]
-  f_values = f(bits)                                      # [K, *batch]
+  f_values = f(bits)  # [K, *batch]
   signal = (f_values - leave_one_out_mean(f_values))[..., tf.newaxis]
   grad = tf.reduce_mean(signal * (bits - probs), axis=0)
   return EstimatorOutput(grad=grad, bits=bits, f_values=f_values, num_independent=num_samples)
@@ -41,11 +41,15 @@ def reinforce_loo(f, logits, noise, state=None, context=None, num_samples=2):
 def make(num_samples: int = 2) -> Estimator:
   check_num_samples("reinforce_loo", num_samples)
   return Estimator(
-      name="reinforce_loo" if num_samples == 2 else f"reinforce_loo_{num_samples}",
-      fn=functools.partial(reinforce_loo, num_samples=num_samples), num_f_evals=num_samples,
-      label="REINFORCE LOO", family="reinforce_loo", size=num_samples,
-      description=f"REINFORCE with leave-one-out baseline, K={num_samples} samples",
-      reference="Kool, van Hoof & Welling, 2019")
+    name="reinforce_loo" if num_samples == 2 else f"reinforce_loo_{num_samples}",
+    fn=functools.partial(reinforce_loo, num_samples=num_samples),
+    num_f_evals=num_samples,
+    label="REINFORCE LOO",
+    family="reinforce_loo",
+    size=num_samples,
+    description=f"REINFORCE with leave-one-out baseline, K={num_samples} samples",
+    reference="Kool, van Hoof & Welling, 2019",
+  )
 
 
 ESTIMATOR = make(2)

@@ -47,8 +47,9 @@ def init_state(num_latents, context_dim, params):
   state.context_dim = context_dim
   state.log_temperature = params.variable(lambda s: tf.fill([1], math.log(INITIAL_TEMPERATURE)), "log_temperature")
   state.scale = params.variable(lambda s: tf.fill([1], INITIAL_SCALE), "scale")
-  state.hidden_w, state.hidden_b = dense_params(hidden_params, context_dim + num_latents, CONTROL_HIDDEN_UNITS,
-                                                "hidden")
+  state.hidden_w, state.hidden_b = dense_params(
+    hidden_params, context_dim + num_latents, CONTROL_HIDDEN_UNITS, "hidden"
+  )
   state.out_w, state.out_b = dense_params(out_params, CONTROL_HIDDEN_UNITS, 1, "out")
   return state
 
@@ -68,8 +69,9 @@ def control_net(state, z, context):
 
 def relax(f, logits, noise, state=None, context=None):
   if state is None:
-    raise ValueError("relax needs its trainable state: pass state=get_estimator('relax').make_state(num_latents, "
-                     "context_dim)")
+    raise ValueError(
+      "relax needs its trainable state: pass state=get_estimator('relax').make_state(num_latents, context_dim)"
+    )
   noise_u, noise_v = noise.split(2)
   u = noise_u.uniform(logits, open_interval=True)
   v = noise_v.uniform(logits, open_interval=True)
@@ -82,7 +84,7 @@ def relax(f, logits, noise, state=None, context=None):
     v_cond = b * (v * probs + 1.0 - probs) + (1.0 - b) * v * (1.0 - probs)
     v_cond = tf.clip_by_value(v_cond, CONDITIONAL_EPS, 1.0 - CONDITIONAL_EPS)
     z_tilde = logits + tf.math.log(v_cond) - tf.math.log1p(-v_cond)
-    z_both = tf.stack([z, z_tilde], axis=0)                             # [2, *batch, D]
+    z_both = tf.stack([z, z_tilde], axis=0)  # [2, *batch, D]
     relaxed = tf.sigmoid(z_both / temperature[..., tf.newaxis])
     f_all = f(b[tf.newaxis], relaxed=relaxed, temperature=temperature)  # [3, *batch]
     control = state.scale * (f_all[1:] + control_net(state, z_both, context))
@@ -102,6 +104,16 @@ def _scalars(state):
 TRAINABLE = Trainable(init=init_state, learning_rate=None, beta1=0.999, scalars=_scalars)
 
 # Every reference trains the decoder on RELAX's own discrete sample, with a batch sum.
-ESTIMATOR = Estimator(name="relax", fn=relax, num_f_evals=3, needs=Needs.RELAXED, trainable=TRAINABLE,
-                      num_samples=1, decoder_sample="estimator", reference_decoder_reduction="sum", label="RELAX", description="RELAX, learned control variate; 1 discrete + 2 relaxed evaluations",
-                      reference="Grathwohl, Choi, Wu, Roeder & Duvenaud, ICLR 2018")
+ESTIMATOR = Estimator(
+  name="relax",
+  fn=relax,
+  num_f_evals=3,
+  needs=Needs.RELAXED,
+  trainable=TRAINABLE,
+  num_samples=1,
+  decoder_sample="estimator",
+  reference_decoder_reduction="sum",
+  label="RELAX",
+  description="RELAX, learned control variate; 1 discrete + 2 relaxed evaluations",
+  reference="Grathwohl, Choi, Wu, Roeder & Duvenaud, ICLR 2018",
+)

@@ -35,8 +35,16 @@ import functools
 import tensorflow as tf
 
 import ops
-from estimators.base import (Estimator, EstimatorOutput, Needs, Trainable, check_num_samples, dense_params,
-                             independent_samples, mean_square_per_example)
+from estimators.base import (
+  Estimator,
+  EstimatorOutput,
+  Needs,
+  Trainable,
+  check_num_samples,
+  dense_params,
+  independent_samples,
+  mean_square_per_example,
+)
 from estimators.reinforce_loo import leave_one_out_mean
 
 HIDDEN_UNITS = 100
@@ -64,8 +72,9 @@ def control_network(state, values, linear):
   trailing ``[..., B, 1]`` axes), and the value's layer is computed once for the ``N``
   points that share it.
   """
-  hidden = (linear[..., tf.newaxis] * state.linear_w + state.linear_b
-            + values[..., tf.newaxis] * state.value_w + state.value_b)
+  hidden = (
+    linear[..., tf.newaxis] * state.linear_w + state.linear_b + values[..., tf.newaxis] * state.value_w + state.value_b
+  )
   return ops.dense(tf.nn.leaky_relu(hidden, alpha=LEAKY_SLOPE), state.out_w, state.out_b)
 
 
@@ -78,29 +87,29 @@ def rodeo_terms(f, logits, noise, state, num_samples):
   """
   K = num_samples
   probs = tf.sigmoid(logits)
-  bits = independent_samples(logits, noise, K)               # [K, *batch, D]
-  f_values, grads = f.value_and_gradient(bits)               # [K, *batch], [K, *batch, D]
+  bits = independent_samples(logits, noise, K)  # [K, *batch, D]
+  f_values, grads = f.value_and_gradient(bits)  # [K, *batch], [K, *batch, D]
   grads = tf.stop_gradient(grads)
-  flip = 1.0 - 2.0 * bits                                    # y^(d) - y at bit d
-  rates = bits + flip * probs                                # r_d(b): s_d where b_d = 0, 1 - s_d where 1
+  flip = 1.0 - 2.0 * bits  # y^(d) - y at bit d
+  rates = bits + flip * probs  # r_d(b): s_d where b_d = 0, 1 - s_d where 1
   # <G_i, b_j - b_i> for every source i and point j: [K_i, K_j, *batch]
-  g_dot_b = tf.reduce_sum(grads * bits, axis=-1)             # <G_i, b_i>
-  cross = tf.einsum("i...d,j...d->ij...", grads, bits)       # <G_i, b_j>
+  g_dot_b = tf.reduce_sum(grads * bits, axis=-1)  # <G_i, b_i>
+  cross = tf.einsum("i...d,j...d->ij...", grads, bits)  # <G_i, b_j>
   linear_at = cross - g_dot_b[:, tf.newaxis]
   # ... and at the point's neighbours b_j^(d): + G_{i,d} (1 - 2 b_{j,d}): [K_i, K_j, *batch, D]
   linear_near = linear_at[..., tf.newaxis] + grads[:, tf.newaxis] * flip[tf.newaxis]
   # Points first (y = b_j, then its D neighbours) so the network sees [..., *batch] inputs.
-  linear = tf.concat([linear_at[..., tf.newaxis], linear_near], axis=-1)          # [K_i, K_j, *batch, D+1]
-  linear = tf.experimental.numpy.moveaxis(linear, -1, 2)                           # [K_i, K_j, D+1, *batch]
+  linear = tf.concat([linear_at[..., tf.newaxis], linear_near], axis=-1)  # [K_i, K_j, *batch, D+1]
+  linear = tf.experimental.numpy.moveaxis(linear, -1, 2)  # [K_i, K_j, D+1, *batch]
   # Only the K (K - 1) pairs of a point j and a source i != j: h_j never sees sample j.
-  pairs = [(i, j) for j in range(K) for i in range(K) if i != j]                   # point-major
-  linear = tf.stack([linear[i, j] for i, j in pairs])                              # [K (K-1), D+1, *batch]
-  values = tf.stop_gradient(tf.stack([f_values[i] for i, _ in pairs]))[:, tf.newaxis]   # [K (K-1), 1, *batch]
-  outputs = control_network(state, values, tf.stop_gradient(linear))              # [K (K-1), D+1, *batch, 2]
+  pairs = [(i, j) for j in range(K) for i in range(K) if i != j]  # point-major
+  linear = tf.stack([linear[i, j] for i, j in pairs])  # [K (K-1), D+1, *batch]
+  values = tf.stop_gradient(tf.stack([f_values[i] for i, _ in pairs]))[:, tf.newaxis]  # [K (K-1), 1, *batch]
+  outputs = control_network(state, values, tf.stop_gradient(linear))  # [K (K-1), D+1, *batch, 2]
   outputs = tf.reshape(outputs, tf.concat([[K, K - 1], tf.shape(outputs)[1:]], axis=0))
-  h = tf.reduce_mean(outputs, axis=1)                                             # [K_j, D+1, *batch, 2]
-  h = tf.experimental.numpy.moveaxis(h, 1, -2)                                    # [K, *batch, D+1, 2]
-  h_at, h_near = h[..., 0, :], h[..., 1:, :]                                      # [K, *batch, 2], [K, *batch, D, 2]
+  h = tf.reduce_mean(outputs, axis=1)  # [K_j, D+1, *batch, 2]
+  h = tf.experimental.numpy.moveaxis(h, 1, -2)  # [K, *batch, D+1, 2]
+  h_at, h_near = h[..., 0, :], h[..., 1:, :]  # [K, *batch, 2], [K, *batch, D, 2]
   num_bits = tf.cast(tf.shape(logits)[-1], logits.dtype)
   # (A h)(b_k) for both outputs: 1/D sum_d r_d (h(b^(d)) - h(b)).
   stein = tf.reduce_sum(rates[..., tf.newaxis] * (h_near - h_at[..., tf.newaxis, :]), axis=-2) / num_bits
@@ -122,15 +131,26 @@ def rodeo(f, logits, noise, state=None, context=None, num_samples=2):
   return EstimatorOutput(grad=grad, bits=bits, f_values=f_values, num_independent=num_samples)
 
 
-TRAINABLE = Trainable(init=init_state, loss=mean_square_per_example, loss_space="logits",
-                      learning_rate=LEARNING_RATE,
-                      scalars=lambda state: {"alpha": state.alpha, "beta": state.beta})
+TRAINABLE = Trainable(
+  init=init_state,
+  loss=mean_square_per_example,
+  loss_space="logits",
+  learning_rate=LEARNING_RATE,
+  scalars=lambda state: {"alpha": state.alpha, "beta": state.beta},
+)
 
 
 def make(num_samples: int) -> Estimator:
   check_num_samples("rodeo", num_samples)
-  return Estimator(name=f"rodeo_{num_samples}", fn=functools.partial(rodeo, num_samples=num_samples),
-                   num_f_evals=num_samples, needs=Needs.GRADIENT, trainable=TRAINABLE, label="RODEO", family="rodeo",
-                   size=num_samples,
-                   description=f"RODEO, {num_samples} samples, discrete Stein control variates",
-                   reference="Shi, Zhou, Hwang, Titsias & Mackey, NeurIPS 2022")
+  return Estimator(
+    name=f"rodeo_{num_samples}",
+    fn=functools.partial(rodeo, num_samples=num_samples),
+    num_f_evals=num_samples,
+    needs=Needs.GRADIENT,
+    trainable=TRAINABLE,
+    label="RODEO",
+    family="rodeo",
+    size=num_samples,
+    description=f"RODEO, {num_samples} samples, discrete Stein control variates",
+    reference="Shi, Zhou, Hwang, Titsias & Mackey, NeurIPS 2022",
+  )

@@ -29,8 +29,8 @@ def vimco(f, logits, noise, state=None, context=None, num_samples=2):
   del state, context
   check_num_samples("vimco", num_samples)
   probs = tf.sigmoid(logits)
-  bits = independent_samples(logits, noise, num_samples)        # [K, *batch, D]
-  f_values = f(bits)                                            # [K, *batch]
+  bits = independent_samples(logits, noise, num_samples)  # [K, *batch, D]
+  f_values = f(bits)  # [K, *batch]
   swapped, bound = tfp.stats.log_soomean_exp(f_values, axis=0)  # L_{-k} [K, *batch], L [*batch]
   signal = tf.stop_gradient(bound[tf.newaxis] - swapped)[..., tf.newaxis]
   grad = tf.reduce_sum(signal * (bits - probs), axis=0)
@@ -39,8 +39,17 @@ def vimco(f, logits, noise, state=None, context=None, num_samples=2):
 
 def make(num_samples: int) -> Estimator:
   check_num_samples("vimco", num_samples)
-  return Estimator(name=f"vimco_{num_samples}", fn=functools.partial(vimco, num_samples=num_samples),
-                   num_f_evals=num_samples, bound_samples=num_samples, bound_estimator=True, label="VIMCO", family="vimco",
-                   size=num_samples, description=f"VIMCO, {num_samples}-sample bound",
-                   reference="Mnih & Rezende, ICML 2016", decoder_sample="estimator",
-                   reference_decoder_reduction="sum")
+  return Estimator(
+    name=f"vimco_{num_samples}",
+    fn=functools.partial(vimco, num_samples=num_samples),
+    num_f_evals=num_samples,
+    bound_samples=num_samples,
+    bound_estimator=True,
+    label="VIMCO",
+    family="vimco",
+    size=num_samples,
+    description=f"VIMCO, {num_samples}-sample bound",
+    reference="Mnih & Rezende, ICML 2016",
+    decoder_sample="estimator",
+    reference_decoder_reduction="sum",
+  )

@@ -111,8 +111,14 @@ RELAX_VARIANCE_BATCH = 100
 RELAX_VARIANCE_LR = 1e-2
 
 # --quick: the same estimators and p0s, a coarser grid, fewer draws, steps and seeds.
-QUICK = dict(sigma_grid=tuple(round(i / 20.0, 4) for i in range(1, 20)), num_draws=2000,
-             num_steps=2000, log_every=50, seeds=(0, 1), relax_variance_steps=100)
+QUICK = dict(
+  sigma_grid=tuple(round(i / 20.0, 4) for i in range(1, 20)),
+  num_draws=2000,
+  num_steps=2000,
+  log_every=50,
+  seeds=(0, 1),
+  relax_variance_steps=100,
+)
 
 VARIANCE_COLUMNS = ("p0", "estimator", "sigma_phi", "variance", "variance_exact", "num_samples")
 TRAINING_COLUMNS = ("p0", "estimator", "seed", "step", "sigma_phi")
@@ -159,9 +165,9 @@ def exact_variance(estimator, p0, sigma, num_bits=1):
   lo = np.minimum(s, 1.0 - s)
   hi = 1.0 - lo
   if name == "arm":
-    v = lo / 2.0 - lo ** 2 + 2.0 * lo ** 3 / 3.0 - (lo * hi) ** 2 + (d - 1) * lo / 6.0
+    v = lo / 2.0 - lo**2 + 2.0 * lo**3 / 3.0 - (lo * hi) ** 2 + (d - 1) * lo / 6.0
   elif name == "disarm":
-    v = hi ** 2 * lo * (hi - 0.5 + (d - 1) * lo)
+    v = hi**2 * lo * (hi - 0.5 + (d - 1) * lo)
   elif name == "reinforce_loo":
     w = 2.0 * s * (1.0 - s)
     v = w * (1.0 + (d - 2) * w) / 4.0
@@ -181,9 +187,9 @@ def sample_variance_se(samples):
   x = np.asarray(samples, np.float64)
   n = x.size
   c = x - x.mean()
-  m2 = np.mean(c ** 2)
-  m4 = np.mean(c ** 4)
-  return float(m2 * n / (n - 1)), float(math.sqrt(max(m4 - m2 ** 2, 0.0) / n))
+  m2 = np.mean(c**2)
+  m4 = np.mean(c**4)
+  return float(m2 * n / (n - 1)), float(math.sqrt(max(m4 - m2**2, 0.0) / n))
 
 
 # ------------------------------------------------------------------ compiled pieces
@@ -227,9 +233,13 @@ class _VarianceSampler:
     xla = _use_xla(est)
     if est.has_state:
       self.state = est.make_state(num_bits, 0, seed=(0, 2))
-      self.optimizer = Adam(list(self.state.trainable_variables), relax_learning_rate, beta1=est.trainable.beta1,
-                            beta2=est.trainable.beta2,
-                            name="toy_variance_state_adam")
+      self.optimizer = Adam(
+        list(self.state.trainable_variables),
+        relax_learning_rate,
+        beta1=est.trainable.beta1,
+        beta2=est.trainable.beta2,
+        name="toy_variance_state_adam",
+      )
       self._fit = tf.function(self._fit_impl, jit_compile=xla)
     else:
       self.state = None
@@ -247,8 +257,7 @@ class _VarianceSampler:
       self.optimizer.apply(tape.gradient(loss, variables))
 
   def _draw_impl(self, p0, logits, seed):
-    return estimate_gradient(self.est, _objective_of(p0), logits, seed, num_draws=self.num_draws,
-                             state=self.state)
+    return estimate_gradient(self.est, _objective_of(p0), logits, seed, num_draws=self.num_draws, state=self.state)
 
   def __call__(self, p0, logits, seed, state_seed):
     p0 = tf.constant(p0, tf.float32)
@@ -316,8 +325,9 @@ class _CurveTrainer:
       self.state = est.make_state(num_bits, 0, seed=(0, 2))
       self.state_vars = list(self.state.trainable_variables)
       # As the main training loop: the learning rate of phi, the estimator's own Adam settings.
-      self.state_optimizer = Adam(self.state_vars, learning_rate, beta1=est.trainable.beta1,
-                                  beta2=est.trainable.beta2, name="toy_state_adam")
+      self.state_optimizer = Adam(
+        self.state_vars, learning_rate, beta1=est.trainable.beta1, beta2=est.trainable.beta2, name="toy_state_adam"
+      )
     else:
       self.state = None
     self._run = tf.function(self._run_impl, jit_compile=_use_xla(est))
@@ -325,8 +335,9 @@ class _CurveTrainer:
   def _train_step(self, base_seed, t):
     noise = SeedNoise(tf.random.experimental.stateless_fold_in(base_seed, t))
     batch = tf.zeros([1, 0])  # one example; the toy problem has no data
-    grads = engine.step_gradients(self.model, self.est, batch, noise, None if self.state is None else [self.state],
-                                  decoder=False)
+    grads = engine.step_gradients(
+      self.model, self.est, batch, noise, None if self.state is None else [self.state], decoder=False
+    )
     if grads.state is not None:
       self.state_optimizer.apply(grads.state)
     self.optimizer.apply(grads.encoder)  # descent on -E[f]: ascent on E[f]
@@ -382,10 +393,18 @@ def _logits_for(sigma, num_bits):
   return tf.fill([num_bits], tf.constant(phi, tf.float32))
 
 
-def variance_curve(estimator_name, p0, sigma_grid=DEFAULT_SIGMA_GRID, num_draws=DEFAULT_NUM_DRAWS,
-                   num_bits=DEFAULT_NUM_BITS, seed=DEFAULT_VARIANCE_SEED, *,
-                   relax_steps=RELAX_VARIANCE_STEPS, relax_batch=RELAX_VARIANCE_BATCH,
-                   relax_learning_rate=RELAX_VARIANCE_LR):
+def variance_curve(
+  estimator_name,
+  p0,
+  sigma_grid=DEFAULT_SIGMA_GRID,
+  num_draws=DEFAULT_NUM_DRAWS,
+  num_bits=DEFAULT_NUM_BITS,
+  seed=DEFAULT_VARIANCE_SEED,
+  *,
+  relax_steps=RELAX_VARIANCE_STEPS,
+  relax_batch=RELAX_VARIANCE_BATCH,
+  relax_learning_rate=RELAX_VARIANCE_LR,
+):
   """Variance of bit 0's gradient estimate at ``phi = logit(sigma)`` (all bits) over a grid.
 
   For each sigma, ``num_draws`` independent estimates come from one vectorised
@@ -408,8 +427,7 @@ def variance_curve(estimator_name, p0, sigma_grid=DEFAULT_SIGMA_GRID, num_draws=
   sigmas = [float(s) for s in sigma_grid]
   if any(not 0.0 < s < 1.0 for s in sigmas):
     raise ValueError(f"sigma_grid values must lie in (0, 1), got {sigmas}")
-  sampler = _variance_sampler(est, num_draws, num_bits, int(relax_steps), int(relax_batch),
-                              float(relax_learning_rate))
+  sampler = _variance_sampler(est, num_draws, num_bits, int(relax_steps), int(relax_batch), float(relax_learning_rate))
   exact = exact_variance(est, p0, np.array(sigmas), num_bits)
   rows = []
   for s, ex in zip(sigmas, exact):
@@ -417,8 +435,16 @@ def variance_curve(estimator_name, p0, sigma_grid=DEFAULT_SIGMA_GRID, num_draws=
     var, _ = sample_variance_se(g)
     if var <= FLOAT32_VARIANCE_FLOOR * np.mean(np.square(g, dtype=np.float64)):
       var = 0.0
-    rows.append({"p0": float(p0), "estimator": est.name, "sigma_phi": s, "variance": var,
-                 "variance_exact": float(ex), "num_samples": num_draws})
+    rows.append(
+      {
+        "p0": float(p0),
+        "estimator": est.name,
+        "sigma_phi": s,
+        "variance": var,
+        "variance_exact": float(ex),
+        "num_samples": num_draws,
+      }
+    )
   return pd.DataFrame(rows, columns=list(VARIANCE_COLUMNS))
 
 
@@ -434,8 +460,15 @@ def log_steps(num_steps, log_every):
   return steps
 
 
-def train_curve(estimator_name, p0, num_steps=DEFAULT_NUM_STEPS, num_bits=DEFAULT_NUM_BITS, seed=0,
-                learning_rate=DEFAULT_LEARNING_RATE, log_every=DEFAULT_LOG_EVERY):
+def train_curve(
+  estimator_name,
+  p0,
+  num_steps=DEFAULT_NUM_STEPS,
+  num_bits=DEFAULT_NUM_BITS,
+  seed=0,
+  learning_rate=DEFAULT_LEARNING_RATE,
+  log_every=DEFAULT_LOG_EVERY,
+):
   """Maximises E[f] over phi with Adam from phi = 0; sigma(phi) (mean over bits) over steps.
 
   Step t (0-based) draws its noise from ``stateless_fold_in([seed, 0], t)``; the whole
@@ -453,8 +486,10 @@ def train_curve(estimator_name, p0, num_steps=DEFAULT_NUM_STEPS, num_bits=DEFAUL
     raise ValueError(f"num_bits must be >= 1, got {num_bits}")
   steps = log_steps(num_steps, log_every)
   sigma = _curve_trainer(est, num_bits, float(learning_rate), tuple(steps))(float(p0), int(seed))
-  return pd.DataFrame({"p0": float(p0), "estimator": est.name, "seed": int(seed), "step": steps,
-                       "sigma_phi": sigma}, columns=list(TRAINING_COLUMNS))
+  return pd.DataFrame(
+    {"p0": float(p0), "estimator": est.name, "seed": int(seed), "step": steps, "sigma_phi": sigma},
+    columns=list(TRAINING_COLUMNS),
+  )
 
 
 # ------------------------------------------------------------------------ run_toy
@@ -481,8 +516,12 @@ def _up_to_date(out_dir, csv_name, key, params):
   """The CSV exists, and toy_config.json records these parameters and this very file."""
   csv_path = os.path.join(out_dir, csv_name)
   entry = _read_config(os.path.join(out_dir, CONFIG_JSON)).get(key)
-  return (os.path.isfile(csv_path) and isinstance(entry, dict)
-          and entry.get("params") == _normalise(params) and entry.get("csv_sha256") == _sha256(csv_path))
+  return (
+    os.path.isfile(csv_path)
+    and isinstance(entry, dict)
+    and entry.get("params") == _normalise(params)
+    and entry.get("csv_sha256") == _sha256(csv_path)
+  )
 
 
 def _write_csv_and_record(out_dir, csv_name, key, params, frame):
@@ -500,11 +539,22 @@ def _write_csv_and_record(out_dir, csv_name, key, params, frame):
   return csv_path
 
 
-def run_toy(out_dir, estimators=DEFAULT_ESTIMATORS, p0s=P0S, seeds=DEFAULT_SEEDS,
-            num_steps=DEFAULT_NUM_STEPS, num_bits=DEFAULT_NUM_BITS, num_draws=DEFAULT_NUM_DRAWS, *,
-            sigma_grid=DEFAULT_SIGMA_GRID, learning_rate=DEFAULT_LEARNING_RATE,
-            log_every=DEFAULT_LOG_EVERY, variance_seed=DEFAULT_VARIANCE_SEED,
-            relax_variance_steps=RELAX_VARIANCE_STEPS, log=print):
+def run_toy(
+  out_dir,
+  estimators=DEFAULT_ESTIMATORS,
+  p0s=P0S,
+  seeds=DEFAULT_SEEDS,
+  num_steps=DEFAULT_NUM_STEPS,
+  num_bits=DEFAULT_NUM_BITS,
+  num_draws=DEFAULT_NUM_DRAWS,
+  *,
+  sigma_grid=DEFAULT_SIGMA_GRID,
+  learning_rate=DEFAULT_LEARNING_RATE,
+  log_every=DEFAULT_LOG_EVERY,
+  variance_seed=DEFAULT_VARIANCE_SEED,
+  relax_variance_steps=RELAX_VARIANCE_STEPS,
+  log=print,
+):
   """Writes ``<out_dir>/toy_variance.csv`` and ``<out_dir>/toy_training.csv``.
 
   Pass ``out_dir = <sweep>/toy`` for ``plots/`` to find them. Each CSV is skipped
@@ -519,10 +569,18 @@ def run_toy(out_dir, estimators=DEFAULT_ESTIMATORS, p0s=P0S, seeds=DEFAULT_SEEDS
   os.makedirs(out_dir, exist_ok=True)
   log = log or (lambda *_: None)
 
-  var_params = dict(version=FORMAT_VERSION, estimators=estimators, p0s=p0s, num_bits=int(num_bits),
-                    num_draws=int(num_draws), sigma_grid=tuple(float(s) for s in sigma_grid),
-                    seed=int(variance_seed), relax_steps=int(relax_variance_steps),
-                    relax_batch=RELAX_VARIANCE_BATCH, relax_learning_rate=RELAX_VARIANCE_LR)
+  var_params = dict(
+    version=FORMAT_VERSION,
+    estimators=estimators,
+    p0s=p0s,
+    num_bits=int(num_bits),
+    num_draws=int(num_draws),
+    sigma_grid=tuple(float(s) for s in sigma_grid),
+    seed=int(variance_seed),
+    relax_steps=int(relax_variance_steps),
+    relax_batch=RELAX_VARIANCE_BATCH,
+    relax_learning_rate=RELAX_VARIANCE_LR,
+  )
   var_path = os.path.join(out_dir, VARIANCE_CSV)
   if _up_to_date(out_dir, VARIANCE_CSV, "variance", var_params):
     log(f"toy: {var_path} is up to date; skipped")
@@ -532,16 +590,23 @@ def run_toy(out_dir, estimators=DEFAULT_ESTIMATORS, p0s=P0S, seeds=DEFAULT_SEEDS
     for est in estimators:
       for p0 in p0s:
         t0 = time.time()
-        frames.append(variance_curve(est, p0, sigma_grid, num_draws, num_bits, variance_seed,
-                                     relax_steps=relax_variance_steps))
+        frames.append(
+          variance_curve(est, p0, sigma_grid, num_draws, num_bits, variance_seed, relax_steps=relax_variance_steps)
+        )
         log(f"toy: variance {est} p0={p0:g}: {time.time() - t0:.1f}s")
-    _write_csv_and_record(out_dir, VARIANCE_CSV, "variance", var_params,
-                          pd.concat(frames, ignore_index=True))
+    _write_csv_and_record(out_dir, VARIANCE_CSV, "variance", var_params, pd.concat(frames, ignore_index=True))
     log(f"toy: wrote {var_path} ({time.time() - start:.1f}s)")
 
-  train_params = dict(version=FORMAT_VERSION, estimators=estimators, p0s=p0s, seeds=seeds,
-                      num_steps=int(num_steps), num_bits=int(num_bits), learning_rate=float(learning_rate),
-                      log_every=int(log_every))
+  train_params = dict(
+    version=FORMAT_VERSION,
+    estimators=estimators,
+    p0s=p0s,
+    seeds=seeds,
+    num_steps=int(num_steps),
+    num_bits=int(num_bits),
+    learning_rate=float(learning_rate),
+    log_every=int(log_every),
+  )
   train_path = os.path.join(out_dir, TRAINING_CSV)
   if _up_to_date(out_dir, TRAINING_CSV, "training", train_params):
     log(f"toy: {train_path} is up to date; skipped")
@@ -553,10 +618,9 @@ def run_toy(out_dir, estimators=DEFAULT_ESTIMATORS, p0s=P0S, seeds=DEFAULT_SEEDS
         t0 = time.time()
         for seed in seeds:
           frames.append(train_curve(est, p0, num_steps, num_bits, seed, learning_rate, log_every))
-        final = np.mean([fr["sigma_phi"].iloc[-1] for fr in frames[-len(seeds):]])
+        final = np.mean([fr["sigma_phi"].iloc[-1] for fr in frames[-len(seeds) :]])
         log(f"toy: training {est} p0={p0:g}: final mean sigma {final:.3f} ({time.time() - t0:.1f}s)")
-    _write_csv_and_record(out_dir, TRAINING_CSV, "training", train_params,
-                          pd.concat(frames, ignore_index=True))
+    _write_csv_and_record(out_dir, TRAINING_CSV, "training", train_params, pd.concat(frames, ignore_index=True))
     log(f"toy: wrote {train_path} ({time.time() - start:.1f}s)")
   return var_path, train_path
 
@@ -564,6 +628,7 @@ def run_toy(out_dir, estimators=DEFAULT_ESTIMATORS, p0s=P0S, seeds=DEFAULT_SEEDS
 def plot_toy(out_dir):
   """Draws the toy figures from ``out_dir``'s CSVs into ``<out_dir>/figures/``; returns the paths."""
   from plots import figures  # matplotlib only when asked for
+
   fig_dir = os.path.join(out_dir, figures.FIGURES_SUBDIR)
   paths = []
   var_path, train_path = os.path.join(out_dir, VARIANCE_CSV), os.path.join(out_dir, TRAINING_CSV)
@@ -577,6 +642,7 @@ def plot_toy(out_dir):
 # --------------------------------------------------------------------------- CLI
 def main(argv):
   from absl import app, flags
+
   FLAGS = flags.FLAGS
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -592,7 +658,7 @@ def main(argv):
     if FLAGS.p0s is not None:
       kwargs["p0s"] = tuple(float(p) for p in FLAGS.p0s)
   except ValueError as e:
-    raise app.UsageError(f"--seeds takes integers and --p0s numbers, separated by commas: {e}")
+    raise app.UsageError(f"--seeds takes integers and --p0s numbers, separated by commas: {e}") from None
   if FLAGS.estimators is not None:
     unknown = [e for e in FLAGS.estimators if e not in ESTIMATORS]
     if unknown:
@@ -608,10 +674,17 @@ def main(argv):
 
 def _define_flags():
   from absl import flags
-  flags.DEFINE_string("out_dir", None, "Folder for toy_variance.csv, toy_training.csv, toy_config.json "
-                      "(results/<sweep>/toy for plots/ to find them).")
-  flags.DEFINE_bool("quick", False, "Coarser grid, fewer draws, steps and seeds (about 40 s on 2 busy "
-                    "CPU cores, mostly compiling RELAX).")
+
+  flags.DEFINE_string(
+    "out_dir",
+    None,
+    "Folder for toy_variance.csv, toy_training.csv, toy_config.json (results/<sweep>/toy for plots/ to find them).",
+  )
+  flags.DEFINE_bool(
+    "quick",
+    False,
+    "Coarser grid, fewer draws, steps and seeds (about 40 s on 2 busy CPU cores, mostly compiling RELAX).",
+  )
   flags.DEFINE_bool("plot", False, "Also draw the toy figures into <out_dir>/figures/.")
   flags.DEFINE_list("estimators", None, f"Estimators (default: {','.join(DEFAULT_ESTIMATORS)}).")
   flags.DEFINE_list("p0s", None, "Values of p0 (default: 0.49,0.499,0.4999).")
@@ -624,5 +697,6 @@ def _define_flags():
 
 if __name__ == "__main__":
   from absl import app as _app
+
   _define_flags()
   _app.run(main)

@@ -7,9 +7,30 @@ Model names: ``linear`` and ``nonlinear`` (one stochastic layer of 200 bits), an
 nothing of gradient estimators.
 """
 
-from models.bernoulli_vae import (ENCODER_INPUTS, INITIALIZATIONS, LATENT_INPUTS, LAYERED_MODELS, MODELS, NUM_LATENTS,
-                                  SINGLE_LAYER_MODELS, BernoulliVAE, bernoulli_log_prob, build_model,
-                                  num_stochastic_layers)
+from models.bernoulli_vae import (
+  ENCODER_INPUTS,
+  INITIALIZATIONS,
+  LATENT_INPUTS,
+  LAYERED_MODELS,
+  MODELS,
+  NUM_LATENTS,
+  SINGLE_LAYER_MODELS,
+  BernoulliVAE,
+  bernoulli_log_prob,
+  build_model,
+  num_stochastic_layers,
+)
 
-__all__ = ["ENCODER_INPUTS", "INITIALIZATIONS", "LATENT_INPUTS", "LAYERED_MODELS", "MODELS", "NUM_LATENTS",
-           "SINGLE_LAYER_MODELS", "BernoulliVAE", "bernoulli_log_prob", "build_model", "num_stochastic_layers"]
+__all__ = [
+  "ENCODER_INPUTS",
+  "INITIALIZATIONS",
+  "LATENT_INPUTS",
+  "LAYERED_MODELS",
+  "MODELS",
+  "NUM_LATENTS",
+  "SINGLE_LAYER_MODELS",
+  "BernoulliVAE",
+  "bernoulli_log_prob",
+  "build_model",
+  "num_stochastic_layers",
+]

@@ -61,7 +61,7 @@ def num_stochastic_layers(name):
   """1 for the single-layer models, L for ``linear_<L>layer``."""
   if name not in MODELS:
     raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
-  return 1 if name in SINGLE_LAYER_MODELS else int(name[len("linear_"):-len("layer")])
+  return 1 if name in SINGLE_LAYER_MODELS else int(name[len("linear_") : -len("layer")])
 
 
 class Dense(tf.Module):
@@ -77,8 +77,7 @@ class Dense(tf.Module):
     super().__init__(name=name)
     seed = tf.convert_to_tensor(seed)
     limit = math.sqrt(6.0 / (in_dim + out_dim))
-    bias = tf.zeros([1, out_dim]) if bias_init is None else tf.reshape(tf.constant(bias_init, tf.float32),
-                                                                        [1, out_dim])
+    bias = tf.zeros([1, out_dim]) if bias_init is None else tf.reshape(tf.constant(bias_init, tf.float32), [1, out_dim])
     init = lambda s: tf.random.stateless_uniform([in_dim, out_dim], s, -limit, limit)
     if seed.shape.rank == 1:
       self.num_members = None
@@ -120,12 +119,23 @@ class BernoulliVAE(tf.Module):
   Build it with ``build_model``; the constructor takes the networks ready-made.
   """
 
-  def __init__(self, name, encoder_nets, decoder_nets, mean_train, num_latents=NUM_LATENTS, num_members=None,
-               encoder_input="centered", latent_input="signed"):
+  def __init__(
+    self,
+    name,
+    encoder_nets,
+    decoder_nets,
+    mean_train,
+    num_latents=NUM_LATENTS,
+    num_members=None,
+    encoder_input="centered",
+    latent_input="signed",
+  ):
     super().__init__(name="bernoulli_vae")
     if encoder_input not in ENCODER_INPUTS or latent_input not in LATENT_INPUTS:
-      raise ValueError(f"encoder_input must be one of {ENCODER_INPUTS} and latent_input one of {LATENT_INPUTS}; "
-                       f"got {encoder_input!r}, {latent_input!r}")
+      raise ValueError(
+        f"encoder_input must be one of {ENCODER_INPUTS} and latent_input one of {LATENT_INPUTS}; "
+        f"got {encoder_input!r}, {latent_input!r}"
+      )
     self.model = name
     self.encoder_nets = list(encoder_nets)
     self.decoder_nets = list(decoder_nets)
@@ -200,8 +210,10 @@ class BernoulliVAE(tf.Module):
       sampled layers only (``L - start_layer`` tensors).
     """
     if len(bits_prefix) != start_layer or len(uniforms) != self.num_layers - start_layer:
-      raise ValueError(f"complete: need {start_layer} prefix layers and {self.num_layers - start_layer} uniforms, "
-                       f"got {len(bits_prefix)} and {len(uniforms)}")
+      raise ValueError(
+        f"complete: need {start_layer} prefix layers and {self.num_layers - start_layer} uniforms, "
+        f"got {len(bits_prefix)} and {len(uniforms)}"
+      )
     bits, logits = list(bits_prefix), []
     for l, u in zip(range(start_layer, self.num_layers), uniforms):
       layer_logits = self.layer_logits(l, bits[-1] if l > 0 else None, x, frozen=frozen)
@@ -248,8 +260,16 @@ def _output_bias(mean_train):
   return tf.math.log(clipped) - tf.math.log1p(-clipped)
 
 
-def build_model(name, mean_train, seed, encoder_input="centered", latent_input="signed",
-                initialization="glorot_data_bias", num_latents=NUM_LATENTS, hidden_units=HIDDEN_UNITS):
+def build_model(
+  name,
+  mean_train,
+  seed,
+  encoder_input="centered",
+  latent_input="signed",
+  initialization="glorot_data_bias",
+  num_latents=NUM_LATENTS,
+  hidden_units=HIDDEN_UNITS,
+):
   """The model called ``name`` (see the module docstring), initialised from ``seed``.
 
   ``seed``: one ``(int, int)`` pair, or a list of ``M`` pairs to stack ``M`` members (the
@@ -271,15 +291,23 @@ def build_model(name, mean_train, seed, encoder_input="centered", latent_input="
     enc_sizes = [num_pixels] + hidden + [num_latents]
     dec_sizes = [num_latents] + hidden + [num_pixels]
     encoders = [MLP(enc_sizes, members.split(enc_seed, len(enc_sizes) - 1), name="encoder")]
-    decoders = [MLP(dec_sizes, members.split(dec_seed, len(dec_sizes) - 1), output_bias=output_bias,
-                    name="decoder")]
+    decoders = [MLP(dec_sizes, members.split(dec_seed, len(dec_sizes) - 1), output_bias=output_bias, name="decoder")]
   else:
     # One seed per dense layer: the encoders take the first L, the decoders the last L.
     seeds = members.split(seed, 2 * layers)
     D, P = num_latents, num_pixels
     encoders = [Dense(P if l == 0 else D, D, seeds[l], name=f"encoder_{l}") for l in range(layers)]
-    decoders = [Dense(D, P if l == 0 else D, seeds[layers + l], output_bias if l == 0 else None,
-                      name=f"decoder_{l}") for l in range(layers)]
-  return BernoulliVAE(name, encoders, decoders, mean_train, num_latents,
-                      num_members=int(seed.shape[0]) if stacked else None, encoder_input=encoder_input,
-                      latent_input=latent_input)
+    decoders = [
+      Dense(D, P if l == 0 else D, seeds[layers + l], output_bias if l == 0 else None, name=f"decoder_{l}")
+      for l in range(layers)
+    ]
+  return BernoulliVAE(
+    name,
+    encoders,
+    decoders,
+    mean_train,
+    num_latents,
+    num_members=int(seed.shape[0]) if stacked else None,
+    encoder_input=encoder_input,
+    latent_input=latent_input,
+  )

@@ -4,7 +4,7 @@ import tensorflow as tf
 
 
 def split(seed, num):
-  """``num`` new seeds: ``[num, 2]`` from a ``[2]`` seed, ``[num, M, 2]`` from ``[M, 2]`` seeds (each member its own)."""
+  """``num`` new seeds: ``[num, 2]`` from a ``[2]`` seed, ``[num, M, 2]`` from ``[M, 2]`` seeds (per member)."""
   seed = tf.convert_to_tensor(seed)
   if seed.shape.rank == 1:
     return tf.random.experimental.stateless_split(seed, num)

@@ -29,10 +29,10 @@ def matmul(x, w):
     return tf.matmul(x, w)
   lead = rank - 3
   perm = [lead] + list(range(lead)) + [lead + 1, lead + 2]
-  moved = tf.transpose(x, perm)                                   # [M, ..., B, n]
+  moved = tf.transpose(x, perm)  # [M, ..., B, n]
   moved_shape = tf.shape(moved)
   flat = tf.reshape(moved, tf.stack([moved_shape[0], -1, moved_shape[-1]]))
-  product = tf.matmul(flat, w)                                    # [M, rows, k]
+  product = tf.matmul(flat, w)  # [M, rows, k]
   product = tf.reshape(product, tf.concat([moved_shape[:-1], tf.shape(w)[-1:]], axis=0))
   inverse = [0] * rank
   for i, p in enumerate(perm):

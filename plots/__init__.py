@@ -10,7 +10,6 @@ Modules:
   published   the published numbers (default results/published/rodeo_2022.csv), their protocols, the comparison
   report      report.md assembly; make_report()
   make_report CLI: python -m plots.make_report --results_dir=results/<sweep>
-  testing     tiny real sweeps for tests and demos (needs the training stack)
 
 See plots/README.md for the file formats and the rules.
 """

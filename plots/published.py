@@ -29,6 +29,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from contracts import protocols
 from plots import stats, style
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,20 +91,8 @@ PROTOCOLS = (
     name="RODEO Tables 1-2 (nonlinear VAE)",
     paper="2202.09497",
     tables=("1", "2"),
-    settings=dict(
-      batch_size=100,
-      encoder_lr=1e-3,
-      decoder_lr=1e-3,
-      train_prior=False,
-      encoder_input="raw",
-      latent_input="binary",
-      initialization="glorot",
-      decoder_sample="k_independent",
-      decoder_reduction="sum",
-      data_order="buffer_per_epoch",
-      train_elbo_samples="k_mean",
-    ),
-    dataset_settings={"fashion_mnist": dict(encoder_lr=3e-4, decoder_lr=3e-4)},
+    settings=protocols.RODEO,
+    dataset_settings=protocols.RODEO_DATASETS,
     our_metric={"final_train_elbo": "final_train_elbo", "final_test_bound_100": "final_test_bound_k"},
     caveats={"final_test_bound_100": K_BOUND_CAVEAT},
   ),
@@ -111,19 +100,7 @@ PROTOCOLS = (
     name="RODEO Table 5 (2-4 layer linear VAEs)",
     paper="2202.09497",
     tables=("5",),
-    settings=dict(
-      batch_size=100,
-      encoder_lr=1e-4,
-      decoder_lr=1e-4,
-      train_prior=False,
-      encoder_input="raw",
-      latent_input="binary",
-      initialization="glorot",
-      decoder_sample="independent",
-      decoder_reduction="mean",
-      data_order="buffer_across_epochs",
-      train_elbo_samples="single",
-    ),
+    settings=protocols.RODEO_LAYERED,
     dataset_settings={},
     our_metric={"final_train_elbo": "final_train_elbo", "final_test_bound_100": "final_test_bound_100"},
     caveats={},

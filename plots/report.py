@@ -11,12 +11,14 @@ regenerate a committed report and compare the text.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
 import numpy as np
 import pandas as pd
 
+from contracts import results
 from contracts.settings import setting_fields
 from plots import compare, figures, loading, published, style, tables
 from plots.markdown import df_to_markdown
@@ -312,6 +314,33 @@ def settings_markdown(data) -> list[str]:
   ]
 
 
+def _driver_log_lines(results_dir):
+  """What each driver run achieved in clock time, across its stacks and workers (sweep_log.jsonl)."""
+  path = os.path.join(results_dir, results.SWEEP_LOG)
+  entries = []
+  try:
+    with open(path) as f:
+      for line in f:
+        try:
+          entries.append(json.loads(line))
+        except ValueError:
+          continue
+  except OSError:
+    return []
+  lines = []
+  for i, e in enumerate(entries, 1):
+    if not isinstance(e, dict) or not e.get("clock_s"):
+      continue
+    lines.append(
+      f"- Driver run {i} ({e.get('executor', '?')}, stacks of up to {e.get('max_stack', '?')}): "
+      f"{style.format_count(float(e.get('member_steps', 0)))} member-steps in {float(e['clock_s']):.0f} s "
+      "of clock time: "
+      f"**{float(e.get('member_steps_per_sec') or 0):.1f} member-steps per second** across its stacks and workers "
+      "(evaluations included)."
+    )
+  return lines
+
+
 def throughput_markdown(data) -> str:
   """What the sweep achieved as a whole; per-run speeds are in the speed table."""
   done = data.done
@@ -349,6 +378,7 @@ def throughput_markdown(data) -> str:
     )
   else:
     lines.append("- No run was trained in a stack (stack size 1 throughout).")
+  lines += _driver_log_lines(data.results_dir)
   lines.append("- Per-run `steps_per_sec` (each run's own steps) is in the speed table.")
   lines.append("")
   return "\n".join(lines)

@@ -1,4 +1,24 @@
+"""Shared fixtures: the tiny real sweeps the plots tests read (tests/sweeps.py)."""
+
 import os
+
+import pytest
 
 # Quiet TensorFlow's C++ start-up logging in test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def main_sweep(tmp_path_factory):
+  """Omniglot x nonlinear x {REINFORCE LOO, ARM, DisARM, RELAX} x 2 seeds, basket, K-bound, toy (read only)."""
+  from tests import sweeps
+
+  return sweeps.build_sweep("main", sweeps.sweeps_root(tmp_path_factory.getbasetemp()))
+
+
+@pytest.fixture(scope="session")
+def multisample_sweep(tmp_path_factory):
+  """MNIST x linear x {VIMCO K=2, local DisARM m=1, VIMCO K=4, local DisARM m=2} x 2 seeds (read only)."""
+  from tests import sweeps
+
+  return sweeps.build_sweep("multisample", sweeps.sweeps_root(tmp_path_factory.getbasetemp()))

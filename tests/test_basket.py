@@ -22,31 +22,36 @@ def identical_images(n=40):
   """A training set of one 0/1 image repeated: binarisation and minibatches add no variance."""
   image = np.array([1, 0, 1, 1, 0, 1], np.float32)
   train = np.tile(image, (n, 1))
-  return types.SimpleNamespace(train=train, valid=train[:10], test=train[:10], mean_train=train.mean(0) * 0.9,
-                               name="fake")
+  return types.SimpleNamespace(
+    train=train, valid=train[:10], test=train[:10], mean_train=train.mean(0) * 0.9, name="fake"
+  )
 
 
 def exact_loo_variance(model, x):
   """sum_d Var(g_d) of 2-sample REINFORCE LOO, g = (f(b1) - f(b2)) (b1 - b2) / 2, by enumeration."""
-  logits = model.encoder_logits(x[tf.newaxis])[0]                       # [D]
+  logits = model.encoder_logits(x[tf.newaxis])[0]  # [D]
   states = np.array(list(itertools.product([0.0, 1.0], repeat=NUM_LATENTS)), np.float32)
   probs = tf.sigmoid(logits).numpy()
-  q = np.prod(np.where(states == 1, probs, 1 - probs), axis=1)          # [2^D]
+  q = np.prod(np.where(states == 1, probs, 1 - probs), axis=1)  # [2^D]
   f = model.elbo(x[tf.newaxis], tf.constant(states)[:, tf.newaxis], logits[tf.newaxis]).numpy()[:, 0]
   weights = q[:, None] * q[None, :]
   g = 0.5 * (f[:, None] - f[None, :])[..., None] * (states[:, None, :] - states[None, :, :])
   mean = np.einsum("ij,ijd->d", weights, g)
-  second = np.einsum("ij,ijd->d", weights, g ** 2)
-  return float(np.sum(second - mean ** 2))
+  second = np.einsum("ij,ijd->d", weights, g**2)
+  return float(np.sum(second - mean**2))
 
 
 @pytest.mark.parametrize("stacked", [False, True], ids=["lone", "stacked"])
 def test_basket_variance_matches_exact_estimator_variance(stacked):
   """The basket measured by a lone run (plain form) and by a one-member stack (member axis)."""
   splits = identical_images()
-  config = RunConfig("fake", "linear", "disarm", 0, Settings(num_steps=10, batch_size=BATCH,
-                                                              basket=("reinforce_loo", "arm", "disarm"),
-                                                              basket_draws=2000))
+  config = RunConfig(
+    "fake",
+    "linear",
+    "disarm",
+    0,
+    Settings(num_steps=10, batch_size=BATCH, basket=("reinforce_loo", "arm", "disarm"), basket_draws=2000),
+  )
   seed = (0, streams.MODEL_INIT_SALT)
   single = build_model("linear", splits.mean_train, seed=seed, num_latents=NUM_LATENTS)
   model = build_model("linear", splits.mean_train, seed=[seed], num_latents=NUM_LATENTS) if stacked else single
@@ -59,7 +64,7 @@ def test_basket_variance_matches_exact_estimator_variance(stacked):
   x = tf.constant(splits.train[0])
   inputs = (splits.train[0] - splits.mean_train).astype(np.float64)
   per_latent_total = exact_loo_variance(single, x) / BATCH
-  expected = per_latent_total * (np.sum(inputs ** 2) + 1.0) / (NUM_PIXELS * NUM_LATENTS + NUM_LATENTS)
+  expected = per_latent_total * (np.sum(inputs**2) + 1.0) / (NUM_PIXELS * NUM_LATENTS + NUM_LATENTS)
   # 2,000 draws: the sample variance of each parameter has relative s.e. ~sqrt(2/2000) = 3%
   # (more for heavy tails); 15% is > 4 s.e. and still catches a missing or extra 1/B.
   assert row["basket_var_reinforce_loo"] == pytest.approx(expected, rel=0.15)
@@ -70,13 +75,26 @@ def test_basket_variance_matches_exact_estimator_variance(stacked):
 def test_basket_columns_land_in_metrics_csv(tmp_path, monkeypatch):
   rng = np.random.default_rng(0)
   train = rng.uniform(0.05, 0.95, size=(100, 784)).astype(np.float32)
-  splits = types.SimpleNamespace(train=train, valid=train[:30], test=train[:30], mean_train=train.mean(0),
-                                 name="fake")
+  splits = types.SimpleNamespace(train=train, valid=train[:30], test=train[:30], mean_train=train.mean(0), name="fake")
   monkeypatch.setattr(runner, "load_dataset", lambda name, data_dir=None, **kwargs: splits)
-  configs = [RunConfig("mnist", "linear", "arm", s, Settings(num_steps=20, batch_size=10, eval_every=10,
-                                                             bound_every=20, num_bound_samples=5,
-                                                             basket=("arm", "disarm"), basket_draws=5))
-             for s in (0, 1)]
+  configs = [
+    RunConfig(
+      "mnist",
+      "linear",
+      "arm",
+      s,
+      Settings(
+        num_steps=20,
+        batch_size=10,
+        eval_every=10,
+        bound_every=20,
+        num_bound_samples=5,
+        basket=("arm", "disarm"),
+        basket_draws=5,
+      ),
+    )
+    for s in (0, 1)
+  ]
   dirs = [str(tmp_path / c.run_id) for c in configs]
   summaries = runner.train_stack(configs, dirs)
   assert [s["status"] for s in summaries] == ["done", "done"]
@@ -88,10 +106,15 @@ def test_basket_columns_land_in_metrics_csv(tmp_path, monkeypatch):
       assert metrics[column].notna().all() and (metrics[column] > 0).all()
 
 
-@pytest.mark.parametrize("estimator,basket,match", [("vimco_2", ("arm",), "multi-sample bound"),
-                                                    ("arm", ("relax",), "cannot be measured"),
-                                                    ("arm", ("vimco_2",), "cannot be measured"),
-                                                    ("arm", ("disarn",), "disarm")])
+@pytest.mark.parametrize(
+  "estimator,basket,match",
+  [
+    ("vimco_2", ("arm",), "multi-sample bound"),
+    ("arm", ("relax",), "cannot be measured"),
+    ("arm", ("vimco_2",), "cannot be measured"),
+    ("arm", ("disarn",), "disarm"),
+  ],
+)
 def test_bad_baskets_are_refused(estimator, basket, match):
   with pytest.raises(ValueError, match=match):
     validate_config(RunConfig("mnist", "linear", estimator, 0, Settings(num_steps=10, basket=basket)))

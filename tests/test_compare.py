@@ -1,5 +1,5 @@
 """Claim verdicts (plots/compare.py) on tiny real sweeps whose chosen values are set through the suite's
-writer (plots.testing.set_metric_values: training.results_io.write_metrics, then rebuild_summary), so the
+writer (tests.sweeps.set_metric_values: training.results_io.write_metrics, then rebuild_summary), so the
 answers are known and the files keep the format the suite writes."""
 
 import io
@@ -12,25 +12,10 @@ import pandas as pd
 import pytest
 
 from contracts import results
-from plots import compare, loading, testing
+from plots import compare, loading
+from tests import sweeps as testing
 
 HOLDS, FAILS, NOT_ENOUGH = compare.HOLDS, compare.FAILS, compare.NOT_ENOUGH
-
-# matplotlib's mathtext still calls pyparsing's camelCase API, which pyparsing 3.3 deprecates; not ours.
-pytestmark = [
-  pytest.mark.filterwarnings("ignore::DeprecationWarning:matplotlib"),
-  pytest.mark.filterwarnings("ignore::DeprecationWarning:pyparsing"),
-]
-
-
-@pytest.fixture(scope="session")
-def main_sweep(tmp_path_factory):
-  return testing.build_sweep("main", testing.sweeps_root(tmp_path_factory.getbasetemp()))
-
-
-@pytest.fixture(scope="session")
-def multisample_sweep(tmp_path_factory):
-  return testing.build_sweep("multisample", testing.sweeps_root(tmp_path_factory.getbasetemp()))
 
 
 @pytest.fixture

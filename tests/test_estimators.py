@@ -41,9 +41,10 @@ _PHI = statistics.NormalDist().inv_cdf
 # Objectives: multilinear extensions of lookup tables, and their exact gradients.
 # --------------------------------------------------------------------------------------
 
+
 def state_bits(num_bits):
   """[2^D, D] 0/1 matrix; row i holds the bits of state i (bit d = (i >> d) & 1)."""
-  states = np.arange(2 ** num_bits)
+  states = np.arange(2**num_bits)
   return ((states[:, None] >> np.arange(num_bits)[None, :]) & 1).astype(np.float64)
 
 
@@ -62,7 +63,7 @@ def make_f(tables):
   def f(b):
     weights = None
     for d in range(num_bits):
-      b_d = b[..., d:d + 1]                                      # [..., C, 1]
+      b_d = b[..., d : d + 1]  # [..., C, 1]
       factor = tf.where(tf.constant(bits[:, d] > 0), b_d, 1.0 - b_d)  # [..., C, 2^D]
       weights = factor if weights is None else weights * factor
     return tf.reduce_sum(weights * table_t, axis=-1)
@@ -75,19 +76,18 @@ def exact_gradient(logits, tables):
   logits = np.asarray(logits, np.float64)
   tables = np.asarray(tables, np.float64)
   num_bits = logits.shape[-1]
-  bits = state_bits(num_bits)                                     # [2^D, D]
-  probs = 1.0 / (1.0 + np.exp(-logits))                          # [C, D]
+  bits = state_bits(num_bits)  # [2^D, D]
+  probs = 1.0 / (1.0 + np.exp(-logits))  # [C, D]
   grads = np.zeros_like(logits)
   for d in range(num_bits):
     others = [e for e in range(num_bits) if e != d]
     # P(other bits of each state) per example: [C, 2^D]
     p_others = np.ones((logits.shape[0], bits.shape[0]))
     for e in others:
-      p_others *= np.where(bits[:, e] > 0, probs[:, e:e + 1], 1.0 - probs[:, e:e + 1])
+      p_others *= np.where(bits[:, e] > 0, probs[:, e : e + 1], 1.0 - probs[:, e : e + 1])
     on = bits[:, d] > 0
     # E[f | b_d = 1] - E[f | b_d = 0]; each half of the states is weighted by p_others.
-    diff = (np.sum(tables[:, on] * p_others[:, on], axis=1)
-            - np.sum(tables[:, ~on] * p_others[:, ~on], axis=1))
+    diff = np.sum(tables[:, on] * p_others[:, on], axis=1) - np.sum(tables[:, ~on] * p_others[:, ~on], axis=1)
     grads[:, d] = probs[:, d] * (1.0 - probs[:, d]) * diff
   return grads
 
@@ -121,6 +121,7 @@ def test_exact_gradient_matches_finite_differences():
 # The test cases: each D gets a batch of examples (one row of logits, one table each).
 # --------------------------------------------------------------------------------------
 
+
 def _build_cases():
   rng = np.random.default_rng(20201206)
   cases = {}
@@ -135,7 +136,7 @@ def _build_cases():
   # D = 3: random; mixed saturated; an f that ignores the last bit (exact gradient 0 there).
   logits3 = np.array([rng.normal(size=3) * 1.5, [-6.0, 0.5, 6.0], rng.normal(size=3)])
   tables3 = rng.normal(size=(3, 8))
-  tables3[2, 4:] = tables3[2, :4]          # states with bit 2 set copy those without it
+  tables3[2, 4:] = tables3[2, :4]  # states with bit 2 set copy those without it
   cases[3] = (logits3, tables3)
   # D = 4: random; two saturated bits; all saturated.
   logits4 = np.array([rng.normal(size=4) * 1.5, [6.0, -0.7, -6.0, 1.1], [6.0, -6.0, -6.0, 6.0]])
@@ -144,16 +145,16 @@ def _build_cases():
 
 
 CASES = _build_cases()
-BITS_PER_SWEEP = sum(lg.size for lg, _ in CASES.values())    # 34 z-scores per estimator
+BITS_PER_SWEEP = sum(lg.size for lg, _ in CASES.values())  # 34 z-scores per estimator
 
 # The "powerful" case for planted errors: moderate logits (one negative) and a table with
 # large differences, so |exact| / s.e. is in the hundreds at PLANT_DRAWS draws.
 PLANT_LOGITS = np.array([[-1.5, 0.8]])
 PLANT_TABLE = np.array([[0.0, 2.0, -1.0, 3.0]])
 
-N_DRAWS = 200_000      # Monte Carlo draws per unbiasedness check
+N_DRAWS = 200_000  # Monte Carlo draws per unbiasedness check
 PLANT_DRAWS = 50_000
-CHUNK = 50_000         # draws per vectorised call (bounds RELAX's memory); one compile
+CHUNK = 50_000  # draws per vectorised call (bounds RELAX's memory); one compile
 # RODEO evaluates its network at K x K x (D + 1) points per draw: smaller chunks.
 CHUNK_BY_FAMILY = {"rodeo": 2_000}
 
@@ -171,16 +172,19 @@ CHUNK_BY_FAMILY = {"rodeo": 2_000}
 # deterministic, and this says a failure is not plausibly bad luck).
 ALPHA = 1e-3
 EXTRA_LOO_K = (3, 4)
-M_UNBIASED = (len(NAMES) * BITS_PER_SWEEP
-              + len(EXTRA_LOO_K) * CASES[3][0].size
-              + len(STATEFUL) * CASES[3][0].size
-              + len(NAMES) * PLANT_LOGITS.size)
-Z_BOUND = _PHI(1.0 - ALPHA / (2.0 * M_UNBIASED))            # ~4.5 for M ~ 170
+M_UNBIASED = (
+  len(NAMES) * BITS_PER_SWEEP
+  + len(EXTRA_LOO_K) * CASES[3][0].size
+  + len(STATEFUL) * CASES[3][0].size
+  + len(NAMES) * PLANT_LOGITS.size
+)
+Z_BOUND = _PHI(1.0 - ALPHA / (2.0 * M_UNBIASED))  # ~4.5 for M ~ 170
 
 
 # --------------------------------------------------------------------------------------
 # Monte Carlo machinery and the one check function everything goes through.
 # --------------------------------------------------------------------------------------
+
 
 def mc_draws(estimator, tables, logits, seed, num_draws=N_DRAWS, state=None, jit=True):
   """num_draws independent estimates as float64 [num_draws, C, D], in chunks.
@@ -193,7 +197,7 @@ def mc_draws(estimator, tables, logits, seed, num_draws=N_DRAWS, state=None, jit
   f = make_f(tables)
   logits_t = tf.constant(logits, tf.float32)
   if state is None and est.has_state:
-    state = est.make_state(logits_t.shape[-1], 0)   # as estimate_gradient would build it
+    state = est.make_state(logits_t.shape[-1], 0)  # as estimate_gradient would build it
   chunk = min(CHUNK_BY_FAMILY.get(est.family, CHUNK), num_draws)
   assert num_draws % chunk == 0
 
@@ -210,16 +214,18 @@ def mc_draws(estimator, tables, logits, seed, num_draws=N_DRAWS, state=None, jit
 @dataclasses.dataclass
 class Check:
   ok: bool
-  z: np.ndarray          # [C, D]
+  z: np.ndarray  # [C, D]
   mean: np.ndarray
   exact: np.ndarray
   se: np.ndarray
 
   def describe(self):
     c, d = np.unravel_index(np.argmax(np.abs(self.z)), self.z.shape)
-    return (f"max |z| = {abs(self.z[c, d]):.2f} (bound {Z_BOUND:.2f}) at example {c}, bit {d}: "
-            f"mean {self.mean[c, d]:.6g}, exact {self.exact[c, d]:.6g}, s.e. {self.se[c, d]:.3g}\n"
-            f"z =\n{np.array2string(self.z, precision=2)}")
+    return (
+      f"max |z| = {abs(self.z[c, d]):.2f} (bound {Z_BOUND:.2f}) at example {c}, bit {d}: "
+      f"mean {self.mean[c, d]:.6g}, exact {self.exact[c, d]:.6g}, s.e. {self.se[c, d]:.3g}\n"
+      f"z =\n{np.array2string(self.z, precision=2)}"
+    )
 
 
 def check_unbiased(draws, logits, tables):
@@ -236,13 +242,14 @@ def check_unbiased(draws, logits, tables):
   mean = draws.mean(axis=0)
   se = draws.std(axis=0, ddof=1) / math.sqrt(draws.shape[0])
   float_tol = 1e-6 * (1.0 + np.max(np.abs(tables)))
-  z = (mean - exact) / np.sqrt(se ** 2 + float_tol ** 2)
+  z = (mean - exact) / np.sqrt(se**2 + float_tol**2)
   return Check(ok=bool(np.all(np.abs(z) < Z_BOUND)), z=z, mean=mean, exact=exact, se=se)
 
 
 # --------------------------------------------------------------------------------------
 # 1. Unbiasedness of every registered estimator.
 # --------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("num_bits", sorted(CASES))
 @pytest.mark.parametrize("name", NAMES)
@@ -281,10 +288,12 @@ def test_unbiased_with_perturbed_state(name):
 # 2. Planted errors must fail the same check.
 # --------------------------------------------------------------------------------------
 
+
 def _wrapped(est, transform, label):
   def fn(f, logits, noise, state=None, context=None):
     out = est.fn(f, logits, noise, state=state, context=context)
     return out._replace(grad=transform(out.grad))
+
   return dataclasses.replace(est, name=f"{est.name}_{label}", fn=fn)
 
 
@@ -327,6 +336,7 @@ def _loo_baseline_includes_self(f, logits, noise, state=None, context=None):
 def _arms_without_debias(f, logits, noise, state=None, context=None):
   """ARMS (K = 3) without its factor s(1-s) / (s - P2(s)): biased by the samples' correlation."""
   from estimators import arms as arms_module
+
   probs = tf.sigmoid(logits)
   bits = arms_module.copula_samples(logits, noise, 3)
   f_values = f(bits)
@@ -335,11 +345,11 @@ def _arms_without_debias(f, logits, noise, state=None, context=None):
 
 
 PLANTED_FORMULAS = {
-    "arms_without_debias_factor": _arms_without_debias,
-    "disarm_sign_of_b_tilde": _disarm_wrong_sign,
-    "disarm_sigmoid_without_abs": _disarm_no_abs,
-    "arm_without_antithetic_term": _arm_without_antithetic,
-    "loo_baseline_includes_self": _loo_baseline_includes_self,
+  "arms_without_debias_factor": _arms_without_debias,
+  "disarm_sign_of_b_tilde": _disarm_wrong_sign,
+  "disarm_sigmoid_without_abs": _disarm_no_abs,
+  "arm_without_antithetic_term": _arm_without_antithetic,
+  "loo_baseline_includes_self": _loo_baseline_includes_self,
 }
 
 
@@ -403,14 +413,14 @@ def _exact_d1_moments(name, logits, tables):
   We feed the grid in place of the random u through a ``Noise`` source (``GridNoise``).
   Returns mean, var [K] (one per example), and the values and weights on the grid.
   """
-  probs32 = tf.sigmoid(tf.constant(logits, tf.float32)).numpy()          # [K]
-  one_minus32 = (np.float32(1.0) - probs32).astype(np.float32)            # as in the code
+  probs32 = tf.sigmoid(tf.constant(logits, tf.float32)).numpy()  # [K]
+  one_minus32 = (np.float32(1.0) - probs32).astype(np.float32)  # as in the code
   lo = np.minimum(probs32, one_minus32).astype(np.float64)
   hi = np.maximum(probs32, one_minus32).astype(np.float64)
-  edges = np.stack([np.zeros_like(lo), lo, hi, np.ones_like(lo)])          # [4, K]
-  mids = (np.arange(GRID_PER_PIECE) + 0.5) / GRID_PER_PIECE                 # [G]
+  edges = np.stack([np.zeros_like(lo), lo, hi, np.ones_like(lo)])  # [4, K]
+  mids = (np.arange(GRID_PER_PIECE) + 0.5) / GRID_PER_PIECE  # [G]
   u64 = edges[:-1, None, :] + mids[None, :, None] * (edges[1:] - edges[:-1])[:, None, :]
-  u32 = u64.astype(np.float32)                                               # [3, G, K]
+  u32 = u64.astype(np.float32)  # [3, G, K]
   # No grid point may land on or across a piece boundary after rounding to float32.
   nonempty = (edges[1:] > edges[:-1])[:, None, :] & np.ones_like(u32, bool)
   assert np.all((u32 > edges[:-1, None, :].astype(np.float32))[nonempty])
@@ -423,8 +433,8 @@ def _exact_d1_moments(name, logits, tables):
   assert noise.calls, f"{name} did not draw its noise through its Noise source"
   values = values.reshape(3, GRID_PER_PIECE, len(logits))
   mean = np.sum(weights * values, axis=(0, 1))
-  second = np.sum(weights * values ** 2, axis=(0, 1))
-  return mean, second - mean ** 2, values, weights
+  second = np.sum(weights * values**2, axis=(0, 1))
+  return mean, second - mean**2, values, weights
 
 
 def test_d1_exact_variance_disarm_below_arm():
@@ -439,8 +449,8 @@ def test_d1_exact_variance_disarm_below_arm():
   is) accurate to ~1e-8 relative: float32 rounding of u and of the estimates.
   """
   num_logits = len(VAR_LOGITS)
-  logits = np.tile(VAR_LOGITS, len(VAR_TABLES))                          # [T * L]
-  tables = np.repeat(VAR_TABLES, num_logits, axis=0)                     # [T * L, 2]
+  logits = np.tile(VAR_LOGITS, len(VAR_TABLES))  # [T * L]
+  tables = np.repeat(VAR_TABLES, num_logits, axis=0)  # [T * L, 2]
   mean_a, var_a, values_a, weights = _exact_d1_moments("arm", logits, tables)
   mean_d, var_d, values_d, _ = _exact_d1_moments("disarm", logits, tables)
 
@@ -455,17 +465,15 @@ def test_d1_exact_variance_disarm_below_arm():
   m = 0.5 * (weights[0].sum(axis=0) + weights[2].sum(axis=0))
   delta2 = (tables[:, 1] - tables[:, 0]) ** 2
   np.testing.assert_allclose(var_a, delta2 * (m / 2 - 2 * m**2 + 8 / 3 * m**3 - m**4), rtol=1e-5)
-  np.testing.assert_allclose(var_d, delta2 * (m / 2 - 2 * m**2 + 5 / 2 * m**3 - m**4),
-                             rtol=1e-5, atol=1e-12)
+  np.testing.assert_allclose(var_d, delta2 * (m / 2 - 2 * m**2 + 5 / 2 * m**3 - m**4), rtol=1e-5, atol=1e-12)
 
   # DisARM is the Rao-Blackwellisation of ARM: on each piece (fixed (b, b~)) its value is
   # the average of ARM's over u. Checked where the piece has positive width.
-  piece_w = weights.sum(axis=1)                                           # [3, K]
+  piece_w = weights.sum(axis=1)  # [3, K]
   arm_piece_mean = (weights * values_a).sum(axis=1) / np.where(piece_w > 0, piece_w, 1.0)
   disarm_piece = values_d[:, 0, :]
-  assert np.all(np.ptp(values_d, axis=1)[piece_w > 0] == 0)              # constant per piece
-  np.testing.assert_allclose(disarm_piece[piece_w > 0], arm_piece_mean[piece_w > 0],
-                             rtol=1e-6, atol=1e-9)
+  assert np.all(np.ptp(values_d, axis=1)[piece_w > 0] == 0)  # constant per piece
+  np.testing.assert_allclose(disarm_piece[piece_w > 0], arm_piece_mean[piece_w > 0], rtol=1e-6, atol=1e-9)
 
   # The claim: Var[DisARM] <= Var[ARM] at every logit. The true gap is smallest at
   # |phi| = 6, m^2/3 ~ 2e-6 of the variance; float32 rounding of the estimates moves the
@@ -513,8 +521,9 @@ def test_sampled_variance_disarm_below_arm(num_bits):
 # 4. Interface.
 # --------------------------------------------------------------------------------------
 
+
 def _table_f(num_bits, num_examples, seed=0):
-  return make_f(np.random.default_rng(seed).normal(size=(num_examples, 2 ** num_bits)))
+  return make_f(np.random.default_rng(seed).normal(size=(num_examples, 2**num_bits)))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -534,8 +543,7 @@ def test_output_shapes(name, batch_shape):
   # Side information (the encoder input) is accepted by every estimator.
   context = tf.ones(batch_shape + (4,))
   assert estimate_gradient(name, f, logits, seed=3, context=context).shape == logits.shape
-  assert estimate_gradient(name, f, logits, seed=3, num_draws=5,
-                           context=context).shape == (5,) + logits.shape
+  assert estimate_gradient(name, f, logits, seed=3, num_draws=5, context=context).shape == (5,) + logits.shape
   with pytest.raises(ValueError):
     estimate_gradient(name, f, logits, seed=3, num_draws=0)
 
@@ -572,10 +580,10 @@ def test_seeding(name):
     return estimate_gradient(name, f, logits, seed=seed, num_draws=32, state=state).numpy()
 
   a = run(7)
-  np.testing.assert_array_equal(a, run(7))                     # deterministic
-  np.testing.assert_array_equal(a, run([7, 0]))                # int seed s == [s, 0]
+  np.testing.assert_array_equal(a, run(7))  # deterministic
+  np.testing.assert_array_equal(a, run([7, 0]))  # int seed s == [s, 0]
   np.testing.assert_array_equal(a, run(tf.constant([7, 0])))
-  assert not np.array_equal(a, run(8))                         # another seed, other draws
+  assert not np.array_equal(a, run(8))  # another seed, other draws
   assert not np.array_equal(a, run([7, 1]))
   # A plain tf.function gives the eager values (same stateless kernels).
   graph = tf.function(lambda l: estimate_gradient(name, f, l, [7, 0], num_draws=32, state=state))
@@ -583,8 +591,7 @@ def test_seeding(name):
   # Under XLA (what the trainer and the Monte Carlo tests above use) the estimate is also
   # a pure function of the seed. It is NOT the eager stream: TF 2.18's XLA lowering of the
   # stateless RNG draws different (equally valid) noise; see datasets/binarize.py.
-  jitted = tf.function(lambda l, s: estimate_gradient(name, f, l, s, num_draws=32, state=state),
-                       jit_compile=True)
+  jitted = tf.function(lambda l, s: estimate_gradient(name, f, l, s, num_draws=32, state=state), jit_compile=True)
   x1 = jitted(logits, tf.constant([7, 0])).numpy()
   np.testing.assert_array_equal(x1, jitted(logits, tf.constant([7, 0])).numpy())
   assert not np.array_equal(x1, jitted(logits, tf.constant([8, 0])).numpy())
@@ -594,8 +601,10 @@ def test_seeding(name):
 
 def test_unknown_name_lists_valid_names():
   f = _table_f(2, 1)
-  for call in (lambda: get_estimator("no_such_estimator"),
-               lambda: estimate_gradient("no_such_estimator", f, tf.zeros([1, 2]), seed=0)):
+  for call in (
+    lambda: get_estimator("no_such_estimator"),
+    lambda: estimate_gradient("no_such_estimator", f, tf.zeros([1, 2]), seed=0),
+  ):
     with pytest.raises(ValueError) as info:
       call()
     message = str(info.value)
@@ -621,9 +630,16 @@ def test_reinforce_loo_rejects_one_sample():
     loo_module.reinforce_loo(Objective(f), logits, SeedNoise(0), num_samples=1)
 
 
-@pytest.mark.parametrize("name, message", [("vimco_1", "samples >= 2"), ("disarm_3", "even number"),
-                                           ("arms_1", "samples >= 2"), ("rodeo_0", "samples >= 2"),
-                                           ("local_disarm_0", "pairs >= 1")])
+@pytest.mark.parametrize(
+  "name, message",
+  [
+    ("vimco_1", "samples >= 2"),
+    ("disarm_3", "even number"),
+    ("arms_1", "samples >= 2"),
+    ("rodeo_0", "samples >= 2"),
+    ("local_disarm_0", "pairs >= 1"),
+  ],
+)
 def test_family_members_of_impossible_size_are_refused_with_the_reason(name, message):
   with pytest.raises(ValueError, match=message):
     get_estimator(name)
@@ -639,6 +655,7 @@ def test_family_names_are_canonical():
 # --------------------------------------------------------------------------------------
 # 5. ARMS with K = 2 is DisARM (PROTOCOL.md section 8).
 # --------------------------------------------------------------------------------------
+
 
 class FixedNoise:
   """A ``Noise`` source returning given draws for a given number of samples."""
@@ -672,7 +689,7 @@ def test_arms_with_two_samples_is_disarm_at_the_same_uniform(num_bits):
   draws = 4000
   logits = np.concatenate([rng.normal(size=(draws // 2, num_bits)) * 2, np.full((draws // 2, num_bits), 0.0)])
   logits[:10] = 6.0
-  tables = rng.normal(size=(draws, 2 ** num_bits))
+  tables = rng.normal(size=(draws, 2**num_bits))
   u = rng.uniform(1e-6, 1 - 1e-6, size=(2, draws, num_bits)).astype(np.float32)
   e = -np.log(u.astype(np.float64))
   w1 = e[1] / (e[0] + e[1])
@@ -693,6 +710,7 @@ def test_arms_with_two_samples_is_disarm_at_the_same_uniform(num_bits):
 # 6. Planted errors in the learned control variates (visible only away from alpha = 0).
 # --------------------------------------------------------------------------------------
 
+
 def _perturbed_state(est, num_bits, seed=5):
   state = est.make_state(num_bits, 0, seed=(seed, 6))
   rng = np.random.default_rng(seed)
@@ -712,6 +730,7 @@ def _double_cv_without_correction(f, logits, noise, state=None, context=None):
 def _rodeo_beta_term_without_flip_part(f, logits, noise, state=None, context=None):
   """RODEO whose beta term keeps (b - s)(A h')(b) but drops the flipped coordinate's part of A ht'."""
   from estimators import rodeo as rodeo_module
+
   bits, f_values, reinforce, stein_scaled, _ = rodeo_module.rodeo_terms(f, logits, noise, state, 2)
   grad = tf.reduce_mean(reinforce + state.beta[..., tf.newaxis] * stein_scaled, axis=0)
   return EstimatorOutput(grad, bits, f_values)
@@ -726,13 +745,23 @@ def test_perturbed_control_variates_are_unbiased_and_have_power(name):
   draws = mc_draws(est, PLANT_TABLE, PLANT_LOGITS, seed=4100, num_draws=PLANT_DRAWS, state=state)
   result = check_unbiased(draws, PLANT_LOGITS, PLANT_TABLE)
   assert result.ok, result.describe()
-  loo = mc_draws(f"reinforce_loo_{est.num_f_evals}" if est.num_f_evals > 2 else "reinforce_loo", PLANT_TABLE,
-                 PLANT_LOGITS, seed=4100, num_draws=PLANT_DRAWS)
+  loo = mc_draws(
+    f"reinforce_loo_{est.num_f_evals}" if est.num_f_evals > 2 else "reinforce_loo",
+    PLANT_TABLE,
+    PLANT_LOGITS,
+    seed=4100,
+    num_draws=PLANT_DRAWS,
+  )
   assert not np.allclose(np.var(draws, axis=0), np.var(loo, axis=0), rtol=1e-3)
 
 
-@pytest.mark.parametrize("label, fn", [("double_cv_without_correction", _double_cv_without_correction),
-                                       ("rodeo_beta_term_without_flip_part", _rodeo_beta_term_without_flip_part)])
+@pytest.mark.parametrize(
+  "label, fn",
+  [
+    ("double_cv_without_correction", _double_cv_without_correction),
+    ("rodeo_beta_term_without_flip_part", _rodeo_beta_term_without_flip_part),
+  ],
+)
 def test_planted_control_variate_errors_fail(label, fn):
   base = ESTIMATORS["double_cv_2" if label.startswith("double") else "rodeo_2"]
   planted = dataclasses.replace(base, name=label, fn=fn)
@@ -745,6 +774,7 @@ def test_planted_control_variate_errors_fail(label, fn):
 # --------------------------------------------------------------------------------------
 # 7. What estimate_gradient refuses.
 # --------------------------------------------------------------------------------------
+
 
 def test_f_that_keeps_the_bit_axis_is_refused():
   logits = tf.zeros([4, 3])
@@ -777,6 +807,6 @@ def test_bad_logits_draws_and_seeds_are_refused():
   for draws in (2.5, True, -1):
     with pytest.raises(ValueError, match="num_draws"):
       estimate_gradient("disarm", f, tf.zeros([1, 2]), seed=0, num_draws=draws)
-  for seed in (2 ** 32, -2 ** 31 - 1, 1.5, True, [1, 2, 3], [1.0, 2.0]):
+  for seed in (2**32, -(2**31) - 1, 1.5, True, [1, 2, 3], [1.0, 2.0]):
     with pytest.raises(ValueError, match="seed"):
       estimate_gradient("disarm", f, tf.zeros([1, 2]), seed=seed)

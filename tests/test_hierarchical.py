@@ -56,8 +56,10 @@ def layer_states(model, estimator, seed):
     return None
   stacked = model.num_members is not None
   per_layer = noise_lib.split(tf.constant(seed, tf.int32), model.num_layers)
-  return [est.trainable.init(model.num_latents, model.context_dim(l), noise_lib.params_for(s, stacked))
-          for l, s in enumerate(per_layer)]
+  return [
+    est.trainable.init(model.num_latents, model.context_dim(l), noise_lib.params_for(s, stacked))
+    for l, s in enumerate(per_layer)
+  ]
 
 
 def options(share):
@@ -72,8 +74,9 @@ def exact_gradients(model, x):
   joint = tf.constant(list(itertools.product(states, repeat=model.num_layers)), tf.float32)  # [T, L, D]
   batch = int(x.shape[0])
   with tf.GradientTape(persistent=True) as tape:
-    bits = [tf.broadcast_to(joint[:, l, None, :], [joint.shape[0], batch, model.num_latents])
-            for l in range(model.num_layers)]
+    bits = [
+      tf.broadcast_to(joint[:, l, None, :], [joint.shape[0], batch, model.num_latents]) for l in range(model.num_layers)
+    ]
     logits = [model.layer_logits(l, bits[l - 1] if l else None, x) for l in range(model.num_layers)]
     log_q = tf.add_n([tf.reduce_sum(bernoulli_log_prob(a, b), -1) for a, b in zip(logits, bits)])  # [T, B]
     loss = -tf.reduce_mean(tf.reduce_sum(tf.exp(log_q) * model.elbo(x, bits, logits), axis=0))
@@ -86,8 +89,9 @@ def replicate_means(grad_fn, x, seed=11):
   """``NUM_REPLICATES`` Monte Carlo means of ``grad_fn(tiled x, seed) -> list of gradients``."""
   tiled = tf.tile(x, [COPIES, 1])
   fn = tf.function(grad_fn)
-  return [[g.numpy().astype(np.float64) for g in fn(tiled, tf.constant([seed, r], tf.int32))]
-          for r in range(NUM_REPLICATES)]
+  return [
+    [g.numpy().astype(np.float64) for g in fn(tiled, tf.constant([seed, r], tf.int32))] for r in range(NUM_REPLICATES)
+  ]
 
 
 def max_abs_z(reps, exact):
@@ -108,6 +112,7 @@ def loop_gradients(model, estimator, states, share):
   def grads(x, seed):
     out = engine.step_gradients(model, est, x, SeedNoise(seed), states, options(share), train_state=False)
     return out.encoder + out.decoder + [out.prior]
+
   return grads
 
 
@@ -168,8 +173,9 @@ def exact_bottom_logit_gradients(model, x):
   with tf.GradientTape() as tape:
     bottom = model.layer_logits(0, None, x)
     tape.watch(bottom)
-    bits = [tf.broadcast_to(joint[:, l, None, :], [joint.shape[0], batch, model.num_latents])
-            for l in range(model.num_layers)]
+    bits = [
+      tf.broadcast_to(joint[:, l, None, :], [joint.shape[0], batch, model.num_latents]) for l in range(model.num_layers)
+    ]
     logits = [bottom] + [model.layer_logits(l, bits[l - 1], x) for l in range(1, model.num_layers)]
     log_q = tf.add_n([tf.reduce_sum(bernoulli_log_prob(a, b), -1) for a, b in zip(logits, bits)])
     total = tf.reduce_sum(tf.exp(log_q) * model.elbo(x, bits, logits))
@@ -196,8 +202,11 @@ def test_relax_needs_the_relaxed_completion(monkeypatch):
     states = layer_states(model, "relax", seed=(5, 6))
     for state in states:  # any temperature must be unbiased; at 0.3 the bias of the planted error is plain
       state.log_temperature.assign(np.full(state.log_temperature.shape, np.log(0.3), np.float32))
-    fn = tf.function(lambda x, s: engine.step_gradients(model, relax, x, SeedNoise(s), states, options(True),
-                                                        decoder=False, train_state=False).estimates[0])
+    fn = tf.function(
+      lambda x, s: engine.step_gradients(
+        model, relax, x, SeedNoise(s), states, options(True), decoder=False, train_state=False
+      ).estimates[0]
+    )
     g = fn(tiled, tf.constant([1, 2])).numpy().reshape(copies, *exact.shape).astype(np.float64)
     return np.max(np.abs(g.mean(0) - exact) / (g.std(0, ddof=1) / np.sqrt(copies)))
 
@@ -268,8 +277,9 @@ def test_depths_build_and_bound_is_finite(num_layers):
   assert bound.shape == (4,) and np.all(np.isfinite(bound)) and np.all(bound <= 0)
   # The training entry point runs at this depth too, RELAX included (its state trained).
   states = layer_states(model, "relax", seed=(1, 2))
-  out = engine.step_gradients(model, get_estimator("relax"), x, SeedNoise((0, 4)), states, StepOptions(
-      share_upper_noise=True))
+  out = engine.step_gradients(
+    model, get_estimator("relax"), x, SeedNoise((0, 4)), states, StepOptions(share_upper_noise=True)
+  )
   assert len(out.encoder) == 2 * num_layers and len(out.decoder) == 2 * num_layers
   assert out.prior.shape == model.prior_logits.shape and len(out.estimates) == num_layers
   assert len(out.state) == sum(len(s.trainable_variables) for s in states)
@@ -296,11 +306,11 @@ def test_multi_sample_estimators_are_refused(name):
   assert get_estimator(name).multi_sample
 
 
-# ------------------------------------------------------------ stacked members (issue 5)
+# ------------------------------------------------------------ stacked members
 MEMBER_SEEDS = [3, 8]
 MEMBER_STATE_SEEDS = [(5, 6), (7, 8)]
 X_MEMBERS = tf.stack([X, tf.constant([[0, 0, 1, 1, 1], [1, 1, 0, 0, 1]], tf.float32)])  # [M, B, P]
-SEED_ROWS = tf.constant([[1, 2], [3, 4]], tf.int32)                                     # [M, 2]
+SEED_ROWS = tf.constant([[1, 2], [3, 4]], tf.int32)  # [M, 2]
 
 
 def tiny_splits():
@@ -347,8 +357,9 @@ def test_stacked_members_start_as_lone_models():
       np.testing.assert_array_equal(a.uniform(like, 4)[:, m], b.uniform(like[m], 4))
     bound = stacked.bound(X_MEMBERS, [n.uniform(like, 4) for n in stacked_noise.split(3)])
     assert bound.shape == (2, 2)
-    np.testing.assert_allclose(bound[m], lone.bound(X_MEMBERS[m], [n.uniform(like[m], 4) for n in lone_noise.split(3)]),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+      bound[m], lone.bound(X_MEMBERS[m], [n.uniform(like[m], 4) for n in lone_noise.split(3)]), atol=1e-5
+    )
   # A model whose stacking does not match the runs' is refused.
   config = lambda seed: RunConfig("fake", "linear_3layer", "relax", seed, Settings(num_steps=10, batch_size=2))
   with pytest.raises(ValueError, match="must be unstacked"):
@@ -363,21 +374,25 @@ def stacked_and_lone_gradients(model, estimator, states, x, noise, share):
   return out.loss, out.encoder + out.decoder + [out.prior], out.state or []
 
 
-@pytest.mark.parametrize("estimator,share", [("reinforce_loo", False), ("arm", True), ("disarm", False),
-                                             ("disarm", True), ("relax", False), ("relax", True)])
+@pytest.mark.parametrize(
+  "estimator,share",
+  [("reinforce_loo", False), ("arm", True), ("disarm", False), ("disarm", True), ("relax", False), ("relax", True)],
+)
 def test_stacked_members_give_the_lone_models_gradients(estimator, share):
   """Member m of a 2-member stack, fed x[m] and seed row m, computes the lone model's gradients (3 layers)."""
   stacked = tiny_model(3, seed=MEMBER_SEEDS)
   states = layer_states(stacked, estimator, seed=MEMBER_STATE_SEEDS)
-  loss, grads, state_grads = stacked_and_lone_gradients(stacked, estimator, states, X_MEMBERS,
-                                                        noise_lib.MemberNoise(SEED_ROWS), share)
+  loss, grads, state_grads = stacked_and_lone_gradients(
+    stacked, estimator, states, X_MEMBERS, noise_lib.MemberNoise(SEED_ROWS), share
+  )
   assert loss.shape == (2,)
   worst_other_row = 0.0
   for m, seed in enumerate(MEMBER_SEEDS):
     lone = tiny_model(3, seed=seed)
     lone_states = layer_states(lone, estimator, seed=MEMBER_STATE_SEEDS[m])
     lone_loss, lone_grads, lone_state_grads = stacked_and_lone_gradients(
-        lone, estimator, lone_states, X_MEMBERS[m], SeedNoise(SEED_ROWS[m]), share)
+      lone, estimator, lone_states, X_MEMBERS[m], SeedNoise(SEED_ROWS[m]), share
+    )
     assert lone_loss.shape == ()
     np.testing.assert_allclose(loss[m], lone_loss, atol=1e-5)
     assert len(grads) == len(lone_grads) == 13 and len(state_grads) == len(lone_state_grads)
@@ -390,7 +405,8 @@ def test_stacked_members_give_the_lone_models_gradients(estimator, share):
     for g, h in zip(state_grads, lone_state_grads):
       np.testing.assert_allclose(g[m], h, rtol=1e-4, atol=1e-5)
     # The check has power: the other member's seed row gives other gradients.
-    _, other, _ = stacked_and_lone_gradients(lone, estimator, lone_states, X_MEMBERS[m],
-                                             SeedNoise(SEED_ROWS[1 - m]), share)
+    _, other, _ = stacked_and_lone_gradients(
+      lone, estimator, lone_states, X_MEMBERS[m], SeedNoise(SEED_ROWS[1 - m]), share
+    )
     worst_other_row = max(worst_other_row, max(float(np.max(np.abs(g[m] - h))) for g, h in zip(grads, other)))
   assert worst_other_row > 1e-2

@@ -1,7 +1,7 @@
 """Figures, the estimator catalogue and the CLI (plots/figures.py, plots/style.py, plots/make_report.py).
 
 Every sweep is a tiny real one, trained by the suite's own driver code
-(plots/testing.py); a test that needs other values or other estimator records changes
+(tests/sweeps.py); a test that needs other values or other estimator records changes
 them in a copy through the suite's writer or in config.json, never by writing a format
 by hand.
 """
@@ -18,21 +18,10 @@ import pytest
 
 import plots
 from contracts import results
-from plots import figures, loading, published, style, testing
+from plots import figures, loading, published, style
+from tests import sweeps as testing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# matplotlib's mathtext still calls pyparsing's camelCase API, which pyparsing 3.3 deprecates; not ours.
-pytestmark = [
-  pytest.mark.filterwarnings("ignore::DeprecationWarning:matplotlib"),
-  pytest.mark.filterwarnings("ignore::DeprecationWarning:pyparsing"),
-]
-
-
-@pytest.fixture(scope="session")
-def main_sweep(tmp_path_factory):
-  """Omniglot x nonlinear x {REINFORCE LOO, ARM, DisARM, RELAX} x 2 seeds, basket, K-bound, toy (read only)."""
-  return testing.build_sweep("main", testing.sweeps_root(tmp_path_factory.getbasetemp()))
 
 
 @pytest.fixture(scope="module")
@@ -233,11 +222,6 @@ def test_cli_help_names_the_flags_and_the_default_published_csv():
   r = _cli("--help")  # absl exits with status 1 after printing the help
   assert "--results_dir" in r.stdout and "--published" in r.stdout
   assert "results/published/rodeo_2022.csv" in r.stdout and "'none'" in r.stdout
-
-
-@pytest.fixture(scope="session")
-def multisample_sweep(tmp_path_factory):
-  return testing.build_sweep("multisample", testing.sweeps_root(tmp_path_factory.getbasetemp()))
 
 
 def test_cli_published_none_leaves_the_comparison_out(multisample_sweep, tmp_path):

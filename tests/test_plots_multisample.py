@@ -1,5 +1,5 @@
 """Equal-cost figures of multi-sample estimators, the generic variance-basket table and layered model
-names (plots/figures.py, plots/tables.py, plots/style.py), on tiny real sweeps (plots/testing.py)."""
+names (plots/figures.py, plots/tables.py, plots/style.py), on tiny real sweeps (tests/sweeps.py)."""
 
 import os
 
@@ -8,26 +8,10 @@ import pandas as pd
 import pytest
 
 from contracts import results
-from plots import figures, loading, style, tables, testing
-
-# matplotlib's mathtext still calls pyparsing's camelCase API, which pyparsing 3.3 deprecates; not ours.
-pytestmark = [
-  pytest.mark.filterwarnings("ignore::DeprecationWarning:matplotlib"),
-  pytest.mark.filterwarnings("ignore::DeprecationWarning:pyparsing"),
-]
+from plots import figures, loading, style, tables
+from tests import sweeps as testing
 
 MULTI = ("vimco_2", "local_disarm_1", "vimco_4", "local_disarm_2")
-
-
-@pytest.fixture(scope="session")
-def multisample_sweep(tmp_path_factory):
-  """MNIST x linear x {VIMCO K=2, local DisARM m=1, VIMCO K=4, local DisARM m=2} x 2 seeds (read only)."""
-  return testing.build_sweep("multisample", testing.sweeps_root(tmp_path_factory.getbasetemp()))
-
-
-@pytest.fixture(scope="session")
-def main_sweep(tmp_path_factory):
-  return testing.build_sweep("main", testing.sweeps_root(tmp_path_factory.getbasetemp()))
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """What report.md says (plots/report.py, plots/published.py): distance from the paper's protocol,
 the grid and every setting, throughput, damaged runs, the published comparison, determinism.
 
-Sweeps are tiny real ones (plots/testing.py); damage is done to copies of their real files.
+Sweeps are tiny real ones (tests/sweeps.py); damage is done to copies of their real files.
 """
 
 import json
@@ -16,23 +16,8 @@ import pytest
 import plots
 from contracts import results
 from contracts.settings import Settings, setting_fields
-from plots import loading, published, report, testing
-
-# matplotlib's mathtext still calls pyparsing's camelCase API, which pyparsing 3.3 deprecates; not ours.
-pytestmark = [
-  pytest.mark.filterwarnings("ignore::DeprecationWarning:matplotlib"),
-  pytest.mark.filterwarnings("ignore::DeprecationWarning:pyparsing"),
-]
-
-
-@pytest.fixture(scope="session")
-def main_sweep(tmp_path_factory):
-  return testing.build_sweep("main", testing.sweeps_root(tmp_path_factory.getbasetemp()))
-
-
-@pytest.fixture(scope="session")
-def multisample_sweep(tmp_path_factory):
-  return testing.build_sweep("multisample", testing.sweeps_root(tmp_path_factory.getbasetemp()))
+from plots import loading, published, report
+from tests import sweeps as testing
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Sweeps that survive (issue 6): kills, concurrent drivers, NaNs, hostile input, integrity.
+"""Sweeps that survive: kills, concurrent drivers, NaNs, hostile input, integrity.
 
 Real-process tests start ``run_benchmarks.py`` as a subprocess on a tiny sweep of
 real MNIST (from ../shared/data), with 2-sample bounds to stay cheap; the rest call
@@ -29,8 +29,16 @@ from training import integrity, results_io, runner
 from training.runner import RunLock
 
 REPO = Path(__file__).resolve().parent.parent
-TINY = ["--preset=none", "--datasets=mnist", "--models=linear", "--seeds=0", "--batch_size=50",
-        "--num_bound_samples=2", "--report=false", "--threads=1"]
+TINY = [
+  "--preset=none",
+  "--datasets=mnist",
+  "--models=linear",
+  "--seeds=0",
+  "--batch_size=50",
+  "--num_bound_samples=2",
+  "--report=false",
+  "--threads=1",
+]
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -44,9 +52,13 @@ def start_driver(log_path, results_dir, *args):
   """A real driver process; its stdout and stderr go to log_path."""
   env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3")
   with open(log_path, "w") as log:
-    return subprocess.Popen([sys.executable, str(REPO / "run_benchmarks.py"), *TINY,
-                             f"--results_dir={results_dir}", *args],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+    return subprocess.Popen(
+      [sys.executable, str(REPO / "run_benchmarks.py"), *TINY, f"--results_dir={results_dir}", *args],
+      stdout=log,
+      stderr=subprocess.STDOUT,
+      cwd=REPO,
+      env=env,
+    )
 
 
 def finish(process, log_path, timeout=300):
@@ -60,8 +72,9 @@ def wait_until(condition, process, log_path, timeout=300, interval=0.005):
     if condition():
       return
     if process.poll() is not None:
-      raise AssertionError(f"driver exited ({process.returncode}) before the condition held:\n"
-                           + Path(log_path).read_text()[-3000:])
+      raise AssertionError(
+        f"driver exited ({process.returncode}) before the condition held:\n" + Path(log_path).read_text()[-3000:]
+      )
     time.sleep(interval)
   process.kill()
   raise AssertionError("timed out:\n" + Path(log_path).read_text()[-3000:])
@@ -92,8 +105,7 @@ def temp_files(root):
 
 
 def problems_of(sweep_dir):
-  return {run_id: problems for run_id, (problems, _) in integrity.check_sweep(str(sweep_dir)).items()
-          if problems}
+  return {run_id: problems for run_id, (problems, _) in integrity.check_sweep(str(sweep_dir)).items() if problems}
 
 
 def in_process_driver(*args):
@@ -114,13 +126,22 @@ def fabricate_done_run(sweep_dir, config):
   results_io.atomic_write_json(os.path.join(run_dir, "config.json"), runner.config_record(config))
   for step in integrity.expected_steps(config):
     bounds = step in integrity.bound_steps(config)
-    results_io.append_metrics_row(os.path.join(run_dir, "metrics.csv"), dict(
-        step=step, wall_time_s=0.1 * step, steps_per_sec=100.0 if step else float("nan"),
-        train_elbo=-200.0 + step, grad_variance=0.5 if step else float("nan"),
-        valid_bound_100=-190.0 if bounds else float("nan"), test_bound_100=-191.0 if bounds else float("nan")))
+    results_io.append_metrics_row(
+      os.path.join(run_dir, "metrics.csv"),
+      dict(
+        step=step,
+        wall_time_s=0.1 * step,
+        steps_per_sec=100.0 if step else float("nan"),
+        train_elbo=-200.0 + step,
+        grad_variance=0.5 if step else float("nan"),
+        valid_bound_100=-190.0 if bounds else float("nan"),
+        test_bound_100=-191.0 if bounds else float("nan"),
+      ),
+    )
   metrics = results_io.read_metrics(os.path.join(run_dir, "metrics.csv"))
-  results_io.atomic_write_json(os.path.join(run_dir, "DONE.json"),
-                               results_io.summarize(config.to_dict(), metrics, "done"))
+  results_io.atomic_write_json(
+    os.path.join(run_dir, "DONE.json"), results_io.summarize(config.to_dict(), metrics, "done")
+  )
   return run_dir
 
 
@@ -128,8 +149,7 @@ def tree_digest(folder):
   digest = {}
   for path in sorted(Path(folder).rglob("*")):
     if path.is_file():
-      digest[str(path.relative_to(folder))] = (hashlib.sha256(path.read_bytes()).hexdigest(),
-                                               path.stat().st_mtime_ns)
+      digest[str(path.relative_to(folder))] = (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns)
   return digest
 
 
@@ -140,16 +160,24 @@ def fake_data(monkeypatch):
   return splits
 
 
-FAKE_GRID = ["--preset=none", "--datasets=mnist", "--models=linear", "--seeds=0", "--num_steps=20",
-             "--eval_every=10", "--batch_size=10", "--num_bound_samples=2", "--report=false"]
+FAKE_GRID = [
+  "--preset=none",
+  "--datasets=mnist",
+  "--models=linear",
+  "--seeds=0",
+  "--num_steps=20",
+  "--eval_every=10",
+  "--batch_size=10",
+  "--num_bound_samples=2",
+  "--report=false",
+]
 
 
 # ---------------------------------------------------------------------------- crash safety
 def test_sigkill_mid_training_and_mid_write_then_rerun_completes_each_step_once(tmp_path):
   sweep = tmp_path / "results" / "crash"
   run_dir = str(sweep / "runs" / "mnist-linear-disarm-seed0")
-  args = ["--estimators=disarm", "--num_steps=800", "--eval_every=200", "--bound_every=800",
-          "--sweep_name=crash"]
+  args = ["--estimators=disarm", "--num_steps=800", "--eval_every=200", "--bound_every=800", "--sweep_name=crash"]
 
   # 1. Driver killed mid-training: the checkpoint of step 200 is on disk, training goes on.
   first = start_driver(tmp_path / "1.log", tmp_path / "results", *args)
@@ -161,8 +189,9 @@ def test_sigkill_mid_training_and_mid_write_then_rerun_completes_each_step_once(
   # 2. Driver killed mid-write: right after the row of step 400 is appended (its
   #    checkpoint follows the row, so it is usually not saved yet).
   second = start_driver(tmp_path / "2.log", tmp_path / "results", *args)
-  wait_until(lambda: "resuming" in (tmp_path / "2.log").read_text() and 400 in metric_steps(run_dir),
-             second, tmp_path / "2.log")
+  wait_until(
+    lambda: "resuming" in (tmp_path / "2.log").read_text() and 400 in metric_steps(run_dir), second, tmp_path / "2.log"
+  )
   kill9(second)
   killed_at = checkpoint_step(run_dir)
   assert killed_at in (200, 400)
@@ -214,18 +243,26 @@ def test_torn_metrics_line_is_ignored_and_cut_on_append(tmp_path):
 def test_two_real_drivers_share_a_sweep_without_training_a_run_twice(tmp_path):
   sweep = tmp_path / "results" / "shared"
   runs = sweep / "runs"
-  args = ["--estimators=disarm,reinforce_loo,arm", "--num_steps=100", "--eval_every=100",
-          "--sweep_name=shared"]
+  args = ["--estimators=disarm,reinforce_loo,arm", "--num_steps=100", "--eval_every=100", "--sweep_name=shared"]
   # A dead holder: a real process locks reinforce_loo's run and is SIGKILLed; its lock file stays.
   dead_dir = runs / "mnist-linear-reinforce_loo-seed0"
   dead_dir.mkdir(parents=True)
-  holder = subprocess.Popen([sys.executable, "-c", (
-      "import fcntl, json, os, sys, time\n"
-      f"fd = os.open({str(dead_dir / 'run.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
-      "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
-      "os.write(fd, json.dumps(dict(host='h', pid=os.getpid())).encode())\n"
-      "print('locked', flush=True)\n"
-      "time.sleep(600)\n")], stdout=subprocess.PIPE, text=True)
+  holder = subprocess.Popen(
+    [
+      sys.executable,
+      "-c",
+      (
+        "import fcntl, json, os, sys, time\n"
+        f"fd = os.open({str(dead_dir / 'run.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "os.write(fd, json.dumps(dict(host='h', pid=os.getpid())).encode())\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(600)\n"
+      ),
+    ],
+    stdout=subprocess.PIPE,
+    text=True,
+  )
   assert holder.stdout.readline().strip() == "locked"
   assert not RunLock(str(dead_dir)).acquire()  # held while its holder lives
   kill9(holder)
@@ -244,7 +281,7 @@ def test_two_real_drivers_share_a_sweep_without_training_a_run_twice(tmp_path):
   assert code_a == 0 and code_b == 0, log_a + log_b
   both = log_a + log_b
   for run_id in ("mnist-linear-disarm-seed0", "mnist-linear-reinforce_loo-seed0"):
-    assert both.count(f"{run_id}: starting at step 0") == 1, both   # trained by exactly one driver
+    assert both.count(f"{run_id}: starting at step 0") == 1, both  # trained by exactly one driver
     assert f"{run_id}: resuming" not in both
     assert metric_steps(str(runs / run_id)) == [0, 100]
     assert (runs / run_id / "DONE.json").exists()
@@ -259,6 +296,7 @@ def test_two_real_drivers_share_a_sweep_without_training_a_run_twice(tmp_path):
 
 def test_lock_is_exclusive_and_released():
   import tempfile
+
   with tempfile.TemporaryDirectory() as d:
     first, second = RunLock(d), RunLock(d)
     assert first.acquire() and not second.acquire()
@@ -275,8 +313,9 @@ def _nan_disarm(f, logits, noise, state=None, context=None):
 
 
 def test_nan_stops_that_run_only_and_is_retried_only_when_asked(tmp_path, fake_data, monkeypatch, capsys):
-  monkeypatch.setitem(ESTIMATORS, "nan_test", dataclasses.replace(ESTIMATORS["disarm"], name="nan_test",
-                                                                  fn=_nan_disarm))
+  monkeypatch.setitem(
+    ESTIMATORS, "nan_test", dataclasses.replace(ESTIMATORS["disarm"], name="nan_test", fn=_nan_disarm)
+  )
   args = FAKE_GRID + ["--estimators=nan_test,disarm", f"--results_dir={tmp_path}", "--sweep_name=nan"]
   # The sweep finishes the other runs, then exits with EXIT_RUNS_FAILED (3) naming the failed run.
   assert in_process_driver(*args) == run_benchmarks.EXIT_RUNS_FAILED == 3
@@ -298,14 +337,17 @@ def test_nan_stops_that_run_only_and_is_retried_only_when_asked(tmp_path, fake_d
   out = capsys.readouterr().out
   assert "mnist-linear-nan_test-seed0: retrying after a numerical failure" in out
   assert "mnist-linear-disarm-seed0: already done" in out
-  assert pd.read_csv(tmp_path / "nan" / "summary.csv").set_index("run_id").loc[
-      "mnist-linear-nan_test-seed0", "status"] == "failed"
+  assert (
+    pd.read_csv(tmp_path / "nan" / "summary.csv").set_index("run_id").loc["mnist-linear-nan_test-seed0", "status"]
+    == "failed"
+  )
 
 
 # ------------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("flag,value,valid", [("datasets", "mnsit", "fashion_mnist"),
-                                              ("models", "deep", "nonlinear"),
-                                              ("estimators", "disarn", "reinforce_loo")])
+@pytest.mark.parametrize(
+  "flag,value,valid",
+  [("datasets", "mnsit", "fashion_mnist"), ("models", "deep", "nonlinear"), ("estimators", "disarn", "reinforce_loo")],
+)
 def test_driver_unknown_names_list_valid_ones(tmp_path, capsys, flag, value, valid):
   code = in_process_driver(*FAKE_GRID, "--estimators=disarm", f"--{flag}={value}", f"--results_dir={tmp_path}")
   err = capsys.readouterr().err
@@ -313,13 +355,20 @@ def test_driver_unknown_names_list_valid_ones(tmp_path, capsys, flag, value, val
   assert not (tmp_path / "custom").exists()  # rejected before anything started
 
 
-@pytest.mark.parametrize("flag,value,name", [("num_steps", "0", "num_steps"), ("num_steps", "-5", "num_steps"),
-                                             ("batch_size", "0", "batch_size"), ("seeds", "-1", "seeds"),
-                                             ("num_bound_samples", "0", "num_bound_samples"),
-                                             ("eval_every", "-10", "eval_every"),
-                                             ("estimators", "vimco_1", "vimco needs a whole number of samples >= 2"),
-                                             ("estimators", "reinforce_loo_0", "samples >= 2"),
-                                             ("estimators", "local_disarm_0", "local_disarm needs a whole number")])
+@pytest.mark.parametrize(
+  "flag,value,name",
+  [
+    ("num_steps", "0", "num_steps"),
+    ("num_steps", "-5", "num_steps"),
+    ("batch_size", "0", "batch_size"),
+    ("seeds", "-1", "seeds"),
+    ("num_bound_samples", "0", "num_bound_samples"),
+    ("eval_every", "-10", "eval_every"),
+    ("estimators", "vimco_1", "vimco needs a whole number of samples >= 2"),
+    ("estimators", "reinforce_loo_0", "samples >= 2"),
+    ("estimators", "local_disarm_0", "local_disarm needs a whole number"),
+  ],
+)
 def test_driver_impossible_numbers_rejected_before_anything_starts(tmp_path, capsys, flag, value, name):
   code = in_process_driver(*FAKE_GRID, "--estimators=disarm", f"--{flag}={value}", f"--results_dir={tmp_path}")
   err = capsys.readouterr().err
@@ -330,19 +379,42 @@ def test_driver_impossible_numbers_rejected_before_anything_starts(tmp_path, cap
 @pytest.mark.parametrize("flag", ["--workers=0", "--workers=-2", "--threads=-1", "--max_retries=-1"])
 def test_driver_rejects_bad_executor_numbers_in_a_real_process(tmp_path, flag):
   # Flag bounds are checked while parsing, before TensorFlow is even imported.
-  result = subprocess.run([sys.executable, str(REPO / "run_benchmarks.py"), *TINY, "--estimators=disarm",
-                           "--num_steps=10", f"--results_dir={tmp_path}", flag],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+  result = subprocess.run(
+    [
+      sys.executable,
+      str(REPO / "run_benchmarks.py"),
+      *TINY,
+      "--estimators=disarm",
+      "--num_steps=10",
+      f"--results_dir={tmp_path}",
+      flag,
+    ],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+    timeout=120,
+  )
   assert result.returncode != 0
   assert flag.split("=")[0].lstrip("-") in result.stderr and "Traceback" not in result.stderr
   assert list(tmp_path.iterdir()) == []
 
 
 def test_driver_unknown_estimator_in_a_real_process_gives_one_line(tmp_path):
-  result = subprocess.run([sys.executable, str(REPO / "run_benchmarks.py"), *TINY, "--estimators=disarn",
-                           "--num_steps=10", f"--results_dir={tmp_path}"],
-                          capture_output=True, text=True, cwd=REPO, timeout=300,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+  result = subprocess.run(
+    [
+      sys.executable,
+      str(REPO / "run_benchmarks.py"),
+      *TINY,
+      "--estimators=disarn",
+      "--num_steps=10",
+      f"--results_dir={tmp_path}",
+    ],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+    timeout=300,
+    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+  )
   assert result.returncode == 2
   errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and "disarn" in errors[0] and "reinforce_loo" in errors[0], result.stderr
@@ -357,8 +429,9 @@ def test_unwritable_results_dir(tmp_path, capsys):
     (tmp_path / "ro").mkdir()
     os.chmod(tmp_path / "ro", 0o500)
     results_dir, sweep_name = str(tmp_path), "ro"
-  code = in_process_driver(*FAKE_GRID, "--estimators=disarm", f"--results_dir={results_dir}",
-                           f"--sweep_name={sweep_name}")
+  code = in_process_driver(
+    *FAKE_GRID, "--estimators=disarm", f"--results_dir={results_dir}", f"--sweep_name={sweep_name}"
+  )
   err = capsys.readouterr().err
   assert code == 2 and "not writable" in err and "--results_dir" in err and "Traceback" not in err
 
@@ -370,8 +443,13 @@ def test_unwritable_results_dir(tmp_path, capsys):
 
 def _sweep_with_a_finished_run(tmp_path, name):
   sweep = tmp_path / name
-  config = RunConfig("mnist", "linear", "disarm", 0, Settings(num_steps=20, batch_size=10, eval_every=10,
-                                                              bound_every=1000, num_bound_samples=2))  # FAKE_GRID's
+  config = RunConfig(
+    "mnist",
+    "linear",
+    "disarm",
+    0,
+    Settings(num_steps=20, batch_size=10, eval_every=10, bound_every=1000, num_bound_samples=2),
+  )  # FAKE_GRID's
   done_dir = fabricate_done_run(str(sweep), config)
   return sweep, done_dir, tree_digest(done_dir)
 
@@ -381,9 +459,9 @@ def test_full_disk_stops_with_a_clear_message_and_keeps_finished_runs(tmp_path, 
 
   def no_space(path, row):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
   monkeypatch.setattr(results_io, "append_metrics_row", no_space)
-  code = in_process_driver(*FAKE_GRID, "--estimators=disarm,arm", f"--results_dir={tmp_path}",
-                           "--sweep_name=full")
+  code = in_process_driver(*FAKE_GRID, "--estimators=disarm,arm", f"--results_dir={tmp_path}", "--sweep_name=full")
   err = capsys.readouterr().err
   assert code == 2, err
   assert "no space left" in err and "metrics.csv" in err and "--results_dir" in err and "Traceback" not in err
@@ -394,8 +472,9 @@ def test_full_disk_stops_with_a_clear_message_and_keeps_finished_runs(tmp_path, 
 def _mount_tmpfs(path, size):
   path.mkdir()
   try:
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True,
-                   capture_output=True, timeout=30)
+    subprocess.run(
+      ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True, capture_output=True, timeout=30
+    )
   except (OSError, subprocess.SubprocessError):
     return False
   return True
@@ -408,8 +487,7 @@ def test_really_full_disk_on_a_tiny_tmpfs(tmp_path, fake_data, capsys):
   try:
     sweep, done_dir, digest = _sweep_with_a_finished_run(mount, "full")
     # The arm run's config and first rows fit; its checkpoint (several MB) does not.
-    code = in_process_driver(*FAKE_GRID, "--estimators=disarm,arm", f"--results_dir={mount}",
-                             "--sweep_name=full")
+    code = in_process_driver(*FAKE_GRID, "--estimators=disarm,arm", f"--results_dir={mount}", "--sweep_name=full")
     err = capsys.readouterr().err
     assert code == 2, err
     assert "no space left" in err.lower() and "Traceback" not in err
@@ -422,6 +500,7 @@ def test_really_full_disk_on_a_tiny_tmpfs(tmp_path, fake_data, capsys):
 def _write_idx(path, header, payload=b""):
   import gzip
   import struct
+
   with gzip.open(path, "wb") as f:
     f.write(struct.pack(">iiii", *header) + payload)
 
@@ -440,8 +519,13 @@ def test_bad_data_files_stop_with_one_message_and_keep_finished_runs(tmp_path, c
   elif problem == "wrong_shape":
     _write_idx(train, (2051, 60000, 27, 28))
   sweep, done_dir, digest = _sweep_with_a_finished_run(tmp_path / "results", "sweep")
-  code = in_process_driver(*FAKE_GRID, "--estimators=disarm,arm", f"--results_dir={tmp_path / 'results'}",
-                           "--sweep_name=sweep", f"--data_dir={data}")
+  code = in_process_driver(
+    *FAKE_GRID,
+    "--estimators=disarm,arm",
+    f"--results_dir={tmp_path / 'results'}",
+    "--sweep_name=sweep",
+    f"--data_dir={data}",
+  )
   err = capsys.readouterr().err
   assert code == 2, err
   errors = [line for line in err.splitlines() if line.startswith("error:")]
@@ -462,11 +546,17 @@ def test_ray_executor_without_ray_says_how_to_install_it(tmp_path, capsys, monke
 # ------------------------------------------------------------------------------- integrity
 def test_check_reports_files_that_disagree_with_their_config(tmp_path, capsys):
   sweep = tmp_path / "s"
-  base = RunConfig("mnist", "linear", "disarm", 0, Settings(num_steps=20, batch_size=10, eval_every=10,
-                                                            bound_every=10, num_bound_samples=2))
+  base = RunConfig(
+    "mnist",
+    "linear",
+    "disarm",
+    0,
+    Settings(num_steps=20, batch_size=10, eval_every=10, bound_every=10, num_bound_samples=2),
+  )
   good = fabricate_done_run(str(sweep), base)
-  results_io.atomic_write_json(str(sweep / "sweep.json"), Grid(("mnist",), ("linear",), ("disarm",), (0,),
-                                                               base.settings).to_dict())
+  results_io.atomic_write_json(
+    str(sweep / "sweep.json"), Grid(("mnist",), ("linear",), ("disarm",), (0,), base.settings).to_dict()
+  )
   results_io.rebuild_summary(str(sweep))
   assert in_process_driver("--check", f"--results_dir={tmp_path}", "--sweep_name=s") == 0
   assert "no problems" in capsys.readouterr().out
@@ -503,6 +593,7 @@ def test_check_reports_files_that_disagree_with_their_config(tmp_path, capsys):
 
   def reported(run_id, text):
     return any(line.startswith(f"PROBLEM {run_id}:") and text in line for line in lines)
+
   assert reported("mnist-linear-disarm-seed1", "repeats steps [10]")
   assert reported("mnist-linear-disarm-seed2", "off the evaluation cadence")
   assert reported("mnist-linear-disarm-seed3", "beyond num_steps 20")
@@ -518,8 +609,7 @@ def test_check_reports_files_that_disagree_with_their_config(tmp_path, capsys):
   results_io.atomic_write_text(str(sweep / "summary.csv"), "run_id,status\nmnist-linear-disarm-seed0,done\n")
   assert in_process_driver("--check", f"--results_dir={tmp_path}", "--sweep_name=s") == 1
   assert "rebuild it with --rebuild_summary" in capsys.readouterr().out
-  assert in_process_driver("--rebuild_summary", "--report=false", f"--results_dir={tmp_path}",
-                           "--sweep_name=s") == 0
+  assert in_process_driver("--rebuild_summary", "--report=false", f"--results_dir={tmp_path}", "--sweep_name=s") == 0
   capsys.readouterr()
   assert in_process_driver("--check", f"--results_dir={tmp_path}", "--sweep_name=s") == 1
   assert "rebuild it with --rebuild_summary" not in capsys.readouterr().out
@@ -534,11 +624,20 @@ def _ray_available():
   return True
 
 
-@pytest.mark.skipif(not _ray_available(), reason="Ray is not installed (pip install -r requirements.txt "
-                    "installs it); --executor=ray then fails with an install hint, tested above")
+@pytest.mark.skipif(
+  not _ray_available(),
+  reason="Ray is not installed (pip install -r requirements.txt "
+  "installs it); --executor=ray then fails with an install hint, tested above",
+)
 def test_ray_executor_runs_a_tiny_sweep_through_a_local_instance(tmp_path):
-  args = ["--estimators=disarm,arm", "--num_steps=50", "--eval_every=50", "--sweep_name=ray",
-          "--executor=ray", "--ray_cpus_per_task=1"]
+  args = [
+    "--estimators=disarm,arm",
+    "--num_steps=50",
+    "--eval_every=50",
+    "--sweep_name=ray",
+    "--executor=ray",
+    "--ray_cpus_per_task=1",
+  ]
   code, log = finish(start_driver(tmp_path / "ray.log", tmp_path / "results", *args), tmp_path / "ray.log")
   assert code == 0, log
   assert "Ray tasks on a local Ray instance" in log
@@ -547,8 +646,7 @@ def test_ray_executor_runs_a_tiny_sweep_through_a_local_instance(tmp_path):
     assert f"{run_id} step 50/50" in log  # progress from the Ray workers, printed by the driver
     assert metric_steps(str(sweep / "runs" / run_id)) == [0, 50]
     assert (sweep / "runs" / run_id / "DONE.json").exists()
-    assert sorted(os.listdir(sweep / "runs" / run_id)) == ["DONE.json", "checkpoint", "config.json",
-                                                           "metrics.csv"]
+    assert sorted(os.listdir(sweep / "runs" / run_id)) == ["DONE.json", "checkpoint", "config.json", "metrics.csv"]
   summary = pd.read_csv(sweep / "summary.csv")
   assert sorted(summary["status"]) == ["done", "done"]
   assert problems_of(sweep) == {}

@@ -1,4 +1,4 @@
-"""Several runs in one graph (issue 5): each stacked member is exactly the run it would be alone."""
+"""Several runs in one graph: each stacked member is exactly the run it would be alone."""
 
 import types
 
@@ -30,7 +30,7 @@ SEEDS = (7, 0, 3)
 # differently (measured: ~3e-8 after one step). Rarely such a difference flips one
 # sampled bit of one example, and the trajectories then part by a few Adam steps
 # (lr 1e-4 each): measured at most 1.2e-4 in encoder and decoder parameters after 300
-# steps (RELAX, linear; 3e-4 with the previous version's streams). A member drawing
+# steps (RELAX, linear). A member drawing
 # another member's noise or data differs by the whole parameter movement (~1e-2 here,
 # checked below), and its evaluation by nats.
 PARAM_ATOL, METRIC_RTOL = 1e-3, 1e-3
@@ -72,8 +72,7 @@ def assert_same_run(state, reference, cfg):
       np.testing.assert_array_equal(state[name], value, err_msg=name)
 
 
-@pytest.mark.parametrize("estimator,model", [("disarm", "linear"), ("relax", "linear"),
-                                             ("disarm", "nonlinear")])
+@pytest.mark.parametrize("estimator,model", [("disarm", "linear"), ("relax", "linear"), ("disarm", "nonlinear")])
 def test_stacked_members_equal_lone_runs(estimator, model):
   """S = 3 members over 300 steps against three lone runs: parameters, losses, evaluations."""
   splits = fake_splits()
@@ -97,11 +96,13 @@ def test_stacked_members_equal_lone_runs(estimator, model):
   other_stream.load_member_state(0, Trainer(config(estimator, SEEDS[0], model), splits).member_state(0))
   other_stream.train(300)
   mixed_up = other_stream.member_state(0)
-  assert max(np.abs(mixed_up[k] - stacked_state[0][k]).max() for k in mixed_up if k.startswith("model/")) \
-      > 10 * PARAM_ATOL
+  assert (
+    max(np.abs(mixed_up[k] - stacked_state[0][k]).max() for k in mixed_up if k.startswith("model/")) > 10 * PARAM_ATOL
+  )
   with pytest.raises(AssertionError):  # on the parameters alone (the data order differs too)
-    assert_same_run(dict(mixed_up, **{k: stacked_state[0][k] for k in EXACT_KEYS}), stacked_state[0],
-                    other_stream.config)
+    assert_same_run(
+      dict(mixed_up, **{k: stacked_state[0][k] for k in EXACT_KEYS}), stacked_state[0], other_stream.config
+    )
 
 
 def test_member_state_round_trips_between_stack_and_lone_run():
@@ -138,14 +139,22 @@ def test_stacked_hierarchical_members_equal_lone_runs():
 
 def test_driver_groups_seeds_of_a_cell_into_stacks_in_round_robin_order():
   from training.sweep import stack_runs
-  grid = Grid(datasets=("mnist",), models=("linear",), estimators=("arm", "disarm"), seeds=(0, 1, 2),
-              settings=Settings(num_steps=10))
+
+  grid = Grid(
+    datasets=("mnist",),
+    models=("linear",),
+    estimators=("arm", "disarm"),
+    seeds=(0, 1, 2),
+    settings=Settings(num_steps=10),
+  )
   pending = [(c, c.run_id) for c in grid.configs()]  # seed-major
   stacks = stack_runs(pending, max_stack=2)
   assert [[c.run_id for c, _ in s] for s in stacks] == [
-      ["mnist-linear-arm-seed0", "mnist-linear-arm-seed1"],
-      ["mnist-linear-disarm-seed0", "mnist-linear-disarm-seed1"],
-      ["mnist-linear-arm-seed2"], ["mnist-linear-disarm-seed2"]]
+    ["mnist-linear-arm-seed0", "mnist-linear-arm-seed1"],
+    ["mnist-linear-disarm-seed0", "mnist-linear-disarm-seed1"],
+    ["mnist-linear-arm-seed2"],
+    ["mnist-linear-disarm-seed2"],
+  ]
   # A cap of 1 keeps the seed-major order of the runs themselves.
   assert [s[0][0] for s in stack_runs(pending, 1)] == [c for c, _ in pending]
   with pytest.raises(ValueError, match="positive integer"):
@@ -155,10 +164,16 @@ def test_driver_groups_seeds_of_a_cell_into_stacks_in_round_robin_order():
 def test_stack_resumes_runs_at_different_steps_and_matches_lone_runs(tmp_path, monkeypatch):
   """A stack whose runs stopped at different steps: each resumes from its own checkpoint."""
   from training import results_io, runner
+
   splits = fake_splits(sizes=(100, 30, 30))
   monkeypatch.setattr(runner, "load_dataset", lambda name, data_dir=None, **kwargs: splits)
-  cfg = lambda seed: RunConfig("mnist", "linear", "relax", seed, Settings(
-      num_steps=30, batch_size=10, eval_every=10, bound_every=30, num_bound_samples=3))
+  cfg = lambda seed: RunConfig(
+    "mnist",
+    "linear",
+    "relax",
+    seed,
+    Settings(num_steps=30, batch_size=10, eval_every=10, bound_every=30, num_bound_samples=3),
+  )
 
   class Crash(Exception):
     pass

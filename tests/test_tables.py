@@ -1,5 +1,5 @@
 """Table arithmetic and the bolding rule (plots/tables.py): the rule on hand-made rows, the tables on a
-tiny real sweep (plots/testing.py) with values set through the suite's writer."""
+tiny real sweep (tests/sweeps.py) with values set through the suite's writer."""
 
 import math
 import os
@@ -9,18 +9,8 @@ import pandas as pd
 import pytest
 
 from contracts import results
-from plots import loading, stats, tables, testing
-
-# matplotlib's mathtext still calls pyparsing's camelCase API, which pyparsing 3.3 deprecates; not ours.
-pytestmark = [
-  pytest.mark.filterwarnings("ignore::DeprecationWarning:matplotlib"),
-  pytest.mark.filterwarnings("ignore::DeprecationWarning:pyparsing"),
-]
-
-
-@pytest.fixture(scope="session")
-def main_sweep(tmp_path_factory):
-  return testing.build_sweep("main", testing.sweeps_root(tmp_path_factory.getbasetemp()))
+from plots import loading, stats, tables
+from tests import sweeps as testing
 
 
 def test_mean_se_uses_ddof_1():

@@ -16,14 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-
 from experiments import toy
-
-# matplotlib's mathtext calls pyparsing's deprecated camelCase API (see test_plots.py).
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*deprecated - use .*:DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore:'parseAll' argument is deprecated:DeprecationWarning"),
-]
 
 EXACT = ("arm", "disarm", "reinforce_loo")
 
@@ -56,7 +49,7 @@ def direct_distribution(estimator, p0, sigma, num_bits):
   phi = math.log(sigma / (1 - sigma))
   if estimator in ("arm", "disarm"):
     nodes, weights = _uniform_rule(sigma)
-    u = np.array(list(itertools.product(nodes, repeat=num_bits)))            # [M, D]
+    u = np.array(list(itertools.product(nodes, repeat=num_bits)))  # [M, D]
     p = np.prod(np.array(list(itertools.product(weights, repeat=num_bits))), axis=1)
     b = (u < sigma).astype(float)
     bt = (u > 1 - sigma).astype(float)
@@ -81,7 +74,7 @@ def moments(values, probs):
   assert abs(probs.sum() - 1) < 1e-12
   mean = np.sum(probs * values)
   c = values - mean
-  return mean, np.sum(probs * c ** 2), np.sum(probs * c ** 4)
+  return mean, np.sum(probs * c**2), np.sum(probs * c**4)
 
 
 # ----------------------------------------------------------------------- tests
@@ -98,8 +91,7 @@ def test_exact_gradient_matches_enumeration_and_finite_differences():
   for p0 in toy.P0S:
     phi = rng.normal(0, 1.5, num_bits)
     h = 1e-5
-    fd = np.array([(expected_f(phi + h * e, p0) - expected_f(phi - h * e, p0)) / (2 * h)
-                   for e in np.eye(num_bits)])
+    fd = np.array([(expected_f(phi + h * e, p0) - expected_f(phi - h * e, p0)) / (2 * h) for e in np.eye(num_bits)])
     exact = toy.exact_gradient(p0, phi)
     scale = (1 - 2 * p0) * 0.25
     np.testing.assert_allclose(exact, fd, rtol=1e-5, atol=1e-9 * scale)
@@ -119,11 +111,14 @@ def test_exact_variance_matches_direct_computation(estimator, num_bits):
       g, p = direct_distribution(estimator, p0, sigma, num_bits)
       mean, var, _ = moments(g, p)
       # Every estimator is unbiased ...
-      assert mean == pytest.approx(toy.exact_gradient(p0, math.log(sigma / (1 - sigma))),
-                                   rel=1e-9, abs=1e-14)
+      assert mean == pytest.approx(toy.exact_gradient(p0, math.log(sigma / (1 - sigma))), rel=1e-9, abs=1e-14)
       # ... and the closed form is its variance.
-      assert toy.exact_variance(estimator, p0, sigma, num_bits) == pytest.approx(
-          var, rel=1e-8, abs=1e-12 * delta2), (estimator, p0, sigma, num_bits)
+      assert toy.exact_variance(estimator, p0, sigma, num_bits) == pytest.approx(var, rel=1e-8, abs=1e-12 * delta2), (
+        estimator,
+        p0,
+        sigma,
+        num_bits,
+      )
 
 
 def test_exact_variance_vectorises_and_is_nan_where_unknown():
@@ -152,10 +147,16 @@ def test_monte_carlo_variance_agrees_with_exact(estimator, num_bits):
   assert (df["num_samples"] == n).all()
   for sigma, row in zip(sigmas, df.itertuples()):
     _, var, mu4 = moments(*direct_distribution(estimator, p0, sigma, num_bits))
-    se = math.sqrt(max(mu4 - var ** 2, 0.0) / n + 2 * var ** 2 / (n * (n - 1)))
+    se = math.sqrt(max(mu4 - var**2, 0.0) / n + 2 * var**2 / (n * (n - 1)))
     assert row.variance_exact == pytest.approx(var, rel=1e-8, abs=1e-16)
     assert abs(row.variance - var) <= 4 * se + 1e-12 * (1 - 2 * p0) ** 2, (
-        estimator, num_bits, sigma, row.variance, var, se)
+      estimator,
+      num_bits,
+      sigma,
+      row.variance,
+      var,
+      se,
+    )
 
 
 def test_sample_variance_se_matches_the_normal_case():
@@ -178,7 +179,7 @@ def test_disarm_exact_variance_at_most_arm_and_reinforce_loo(num_bits):
     assert np.all(disarm < arm)  # strictly, at every interior sigma
   # The Rao-Blackwellisation gains most at sigma = 1/2: with one bit DisARM is exact there.
   assert toy.exact_variance("disarm", 0.49, 0.5, 1) == 0.0
-  assert toy.exact_variance("arm", 0.49, 0.5, 1) == pytest.approx(0.02 ** 2 / 48)
+  assert toy.exact_variance("arm", 0.49, 0.5, 1) == pytest.approx(0.02**2 / 48)
 
 
 def test_train_curve_disarm_climbs_and_is_deterministic():
@@ -211,8 +212,16 @@ def test_log_steps_ends_at_num_steps():
     toy.log_steps(0, 10)
 
 
-SMALL = dict(estimators=("reinforce_loo", "arm", "disarm"), p0s=(0.49, 0.499), seeds=(0, 1),
-             num_steps=200, num_bits=3, num_draws=2000, sigma_grid=(0.2, 0.5, 0.8), log_every=50)
+SMALL = dict(
+  estimators=("reinforce_loo", "arm", "disarm"),
+  p0s=(0.49, 0.499),
+  seeds=(0, 1),
+  num_steps=200,
+  num_bits=3,
+  num_draws=2000,
+  sigma_grid=(0.2, 0.5, 0.8),
+  log_every=50,
+)
 
 
 def test_run_toy_writes_the_csvs_skips_and_recomputes(tmp_path, monkeypatch):
@@ -255,6 +264,7 @@ def test_run_toy_writes_the_csvs_skips_and_recomputes(tmp_path, monkeypatch):
 
 def test_plots_draw_the_toy_csvs_and_claim1_holds(tmp_path):
   from plots import compare, figures, loading
+
   sweep = str(tmp_path / "sweep")
   toy.run_toy(os.path.join(sweep, "toy"), log=None, **SMALL)
   # plots/ reads <sweep>/toy/*.csv.
@@ -273,6 +283,7 @@ def test_plots_draw_the_toy_csvs_and_claim1_holds(tmp_path):
 
 def test_plot_toy_draws_from_the_csv_folder(tmp_path, monkeypatch):
   from plots import figures
+
   monkeypatch.setattr(figures, "FORMATS", ("png",))  # PDFs are covered above
   out = str(tmp_path / "toy")
   toy.run_toy(out, log=None, **{**SMALL, "estimators": ("disarm",), "p0s": (0.49,)})

@@ -37,11 +37,11 @@ def exact_gradients(model, x, num_samples=1):
   """
   states = list(itertools.product([0.0, 1.0], repeat=model.num_latents))
   tuples = tf.constant(list(itertools.product(states, repeat=num_samples)), tf.float32)  # [T, K, D]
-  tuples = tf.transpose(tuples, [1, 0, 2])                                              # [K, T, D]
+  tuples = tf.transpose(tuples, [1, 0, 2])  # [K, T, D]
   with tf.GradientTape(persistent=True) as tape:
-    logits = model.encoder_logits(x)                                      # [B, D]
+    logits = model.encoder_logits(x)  # [B, D]
     b = tf.broadcast_to(tuples[:, :, None, :], [num_samples, tuples.shape[1], x.shape[0], model.num_latents])
-    log_q = tf.reduce_sum(b * logits - tf.nn.softplus(logits), -1)       # [K, T, B]
+    log_q = tf.reduce_sum(b * logits - tf.nn.softplus(logits), -1)  # [K, T, B]
     bound = tf.reduce_logsumexp(model.elbo(x, b, logits), 0) - np.log(num_samples)  # [T, B]
     expected = tf.reduce_sum(tf.exp(tf.reduce_sum(log_q, 0)) * bound, 0)
     loss = -tf.reduce_mean(expected)
@@ -116,9 +116,8 @@ def test_training_gradients_match_exact_expected_objective_gradient(estimator, m
 @pytest.mark.parametrize("decoder_sample", ["independent", "estimator", "k_independent"])
 @pytest.mark.parametrize("estimator", ["disarm", "reinforce_loo_3", "arms_3", "double_cv_2", "disarm_4"])
 def test_every_decoder_sample_gives_the_exact_decoder_gradient_in_expectation(estimator, decoder_sample):
-  """Whichever samples train decoder and prior (issue table in README), their gradient is unbiased."""
-  check_against_exact("linear", estimator, decoder_sample=decoder_sample, encoder_input="raw",
-                      latent_input="binary")
+  """Whichever samples train decoder and prior (README, "Protocol choices"), their gradient is unbiased."""
+  check_against_exact("linear", estimator, decoder_sample=decoder_sample, encoder_input="raw", latent_input="binary")
 
 
 def test_decoder_reduction_sum_is_the_batch_size_times_the_mean():
@@ -196,7 +195,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, fake_data, estimat
   runner.train_run(config, str(interrupted))
 
   metrics = results_io.read_metrics(str(interrupted / "metrics.csv"))
-  assert list(metrics["step"]) == [0, 10, 20, 30, 40]          # every evaluation exactly once
+  assert list(metrics["step"]) == [0, 10, 20, 30, 40]  # every evaluation exactly once
   extra = ["relax_temperature", "relax_scale"] if estimator == "relax" else []
   assert list(metrics.columns) == list(results_io.METRIC_COLUMNS) + extra
   assert metrics["test_bound_100"].notna().tolist() == [False, False, True, False, True]
@@ -229,6 +228,7 @@ def test_same_seed_same_numbers_different_seed_different(fake_data):
     trainer = Trainer(small_config(seed=seed), fake_data)
     trainer.train(15)
     return np.concatenate([v.numpy().ravel() for v in trainer.model.trainable_variables])
+
   a, b, c = train(4), train(4), train(5)
   np.testing.assert_array_equal(a, b)
   assert np.abs(a - c).max() > 1e-6
@@ -236,9 +236,16 @@ def test_same_seed_same_numbers_different_seed_different(fake_data):
 
 def test_summary_rebuilt_from_run_files(tmp_path, fake_data):
   from training.sweep import run_sweep
-  grid = Grid(("mnist",), ("linear",), ("arm", "disarm"), (0,),
-              Settings(num_steps=20, eval_every=10, bound_every=20, batch_size=10, num_bound_samples=5))
+
+  grid = Grid(
+    ("mnist",),
+    ("linear",),
+    ("arm", "disarm"),
+    (0,),
+    Settings(num_steps=20, eval_every=10, bound_every=20, batch_size=10, num_bound_samples=5),
+  )
   import io
+
   out = io.StringIO()
   summary = run_sweep(grid, str(tmp_path), stream=out)
   assert sorted(summary["run_id"]) == ["mnist-linear-arm-seed0", "mnist-linear-disarm-seed0"]
@@ -249,9 +256,19 @@ def test_summary_rebuilt_from_run_files(tmp_path, fake_data):
   pd.testing.assert_frame_equal(rebuilt.reset_index(drop=True), summary.reset_index(drop=True))
 
 
-@pytest.mark.parametrize("field,value", [("num_steps", 0), ("batch_size", -1), ("eval_every", 0),
-                                         ("num_bound_samples", 0), ("num_steps", 2.5), ("encoder_lr", float("nan")),
-                                         ("decoder_sample", "fresh"), ("train_prior", 1)])
+@pytest.mark.parametrize(
+  "field,value",
+  [
+    ("num_steps", 0),
+    ("batch_size", -1),
+    ("eval_every", 0),
+    ("num_bound_samples", 0),
+    ("num_steps", 2.5),
+    ("encoder_lr", float("nan")),
+    ("decoder_sample", "fresh"),
+    ("train_prior", 1),
+  ],
+)
 def test_impossible_values_are_rejected(field, value):
   with pytest.raises(ValueError, match=field):
     small_config(**{field: value}).validate()
@@ -262,9 +279,10 @@ def test_bound_cadence_must_divide():
     small_config(eval_every=10, bound_every=15).validate()
 
 
-@pytest.mark.parametrize("field,bad,valid", [("datasets", "mnsit", "fashion_mnist"),
-                                             ("models", "deep", "nonlinear"),
-                                             ("estimators", "disarn", "reinforce_loo")])
+@pytest.mark.parametrize(
+  "field,bad,valid",
+  [("datasets", "mnsit", "fashion_mnist"), ("models", "deep", "nonlinear"), ("estimators", "disarn", "reinforce_loo")],
+)
 def test_unknown_names_list_the_valid_ones(field, bad, valid):
   grid = dataclasses.replace(PRESETS["quick"], **{field: (bad,)})
   with pytest.raises(ValueError, match=valid):
@@ -272,7 +290,7 @@ def test_unknown_names_list_the_valid_ones(field, bad, valid):
 
 
 def test_every_preset_is_valid():
-  for name, grid in PRESETS.items():
+  for grid in PRESETS.values():
     validate_grid(grid)
 
 
@@ -282,26 +300,29 @@ def test_gradient_variance_with_and_without_debiasing(fake_data):
     decay = trainer.config.grad_ema_decay
     rng = np.random.default_rng(0)
     draws = rng.normal(1.0, 2.0, size=(300,) + tuple(trainer.grad_mean_ema[0].shape)).astype(np.float32)
-    mean = np.zeros(draws.shape[1:]); sq = np.zeros(draws.shape[1:])
+    mean = np.zeros(draws.shape[1:])
+    sq = np.zeros(draws.shape[1:])
     for g in draws:
       mean = decay * mean + (1 - decay) * g
-      sq = decay * sq + (1 - decay) * g ** 2
+      sq = decay * sq + (1 - decay) * g**2
     for i, (m, s) in enumerate(zip(trainer.grad_mean_ema, trainer.grad_sq_ema)):
       m.assign(mean.astype(np.float32) if i == 0 else tf.zeros_like(m))
       s.assign(sq.astype(np.float32) if i == 0 else tf.zeros_like(s))
     trainer.step.assign(300)
-    c = 1 - decay ** 300 if debias else 1.0
+    c = 1 - decay**300 if debias else 1.0
     expected_first = np.sum(sq / c - (mean / c) ** 2)
     total_params = sum(int(np.prod(v.shape)) for v in trainer.grad_mean_ema)
     assert trainer.gradient_variance()[0] == pytest.approx(expected_first / total_params, rel=1e-4)
     if debias:  # bias-corrected EMAs over 300 draws of N(1, 4): the per-parameter variance is near 4
       assert expected_first / draws[0].size == pytest.approx(4.0, rel=0.1)
     else:  # as the references report it: w Var + w (1 - w) E[g]^2 with w = 1 - decay^300 ~ 0.26
-      w = 1 - decay ** 300
+      w = 1 - decay**300
       assert expected_first / draws[0].size == pytest.approx(w * 4.0 + w * (1 - w) * 1.0, rel=0.15)
 
 
-@pytest.mark.parametrize("fields,match", [
+@pytest.mark.parametrize(
+  "fields,match",
+  [
     (dict(model="linear_2layer", estimator="vimco_2"), "single-sample estimate per layer"),
     (dict(model="linear_3layer", estimator="arm", basket=("arm",)), "single-layer models"),
     (dict(model="linear", estimator="arm", share_upper_noise=True), "layered models only"),
@@ -310,7 +331,9 @@ def test_gradient_variance_with_and_without_debiasing(fake_data):
     (dict(model="linear", estimator="disarm", basket=("relax",)), "another estimator's parameters"),
     (dict(model="linear_2layer", estimator="disarm", decoder_sample="estimator"), "forward sample"),
     (dict(model="linear", estimator="disarm_2"), "filed as 'disarm'"),
-    (dict(model="linear", estimator="arm", batch_size=50_001), "exceeds the 50000 training images")])
+    (dict(model="linear", estimator="arm", batch_size=50_001), "exceeds the 50000 training images"),
+  ],
+)
 def test_impossible_model_estimator_combinations_are_refused(fields, match):
   config = small_config(**fields)
   with pytest.raises(ValueError, match=match):
@@ -382,7 +405,7 @@ def test_fixed_evaluation_binarisation_replays_one_draw(fake_data):
   # fixed: the binarisation repeats (the latent samples do not): the two evaluations differ
   # less than with a fresh binarisation of both.
   fixed, fresh = values["fixed"], values["fresh"]
-  assert fixed[0] == fresh[0]            # step 0: the same draw either way
+  assert fixed[0] == fresh[0]  # step 0: the same draw either way
   assert fixed[1] != fixed[0] and fresh[1] != fresh[0]
   assert fixed[1] != fresh[1]
 

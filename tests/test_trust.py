@@ -20,16 +20,31 @@ import pytest
 from contracts import results
 
 REPO = Path(__file__).resolve().parent.parent
-TINY = ("--preset=none", "--datasets=mnist", "--models=linear", "--seeds=0", "--batch_size=10",
-        "--eval_every=10", "--bound_every=20", "--num_bound_samples=2", "--toy=none", "--report=false")
+TINY = (
+  "--preset=none",
+  "--datasets=mnist",
+  "--models=linear",
+  "--seeds=0",
+  "--batch_size=10",
+  "--eval_every=10",
+  "--bound_every=20",
+  "--num_bound_samples=2",
+  "--toy=none",
+  "--report=false",
+)
 
 
 def driver(results_dir, *args, timeout=600, env=None):
   """Runs the driver to completion: (exit code, combined output)."""
   full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1", **(env or {}))
-  done = subprocess.run([sys.executable, str(REPO / "run_benchmarks.py"), *TINY, f"--results_dir={results_dir}",
-                         "--sweep_name=s", *args], cwd=REPO, env=full_env, capture_output=True, text=True,
-                        timeout=timeout)
+  done = subprocess.run(
+    [sys.executable, str(REPO / "run_benchmarks.py"), *TINY, f"--results_dir={results_dir}", "--sweep_name=s", *args],
+    cwd=REPO,
+    env=full_env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
   return done.returncode, done.stdout + done.stderr
 
 
@@ -108,7 +123,7 @@ def test_a_damaged_checkpoint_is_quarantined_and_the_other_runs_go_on(tmp_path):
   code, out = driver(tmp_path, *args)
   check_code, check_out = driver(tmp_path, "--check")
   assert check_code == 1 and "state.npz is unreadable" in check_out, check_out
-  assert code == 3, out                     # the sweep finished, one run failed
+  assert code == 3, out  # the sweep finished, one run failed
   assert "Traceback" not in out and str(damaged) in out
   failed = json.loads((run_dir(tmp_path, "mnist-linear-disarm-seed1") / results.FAILED_JSON).read_text())
   assert str(damaged) in failed["reason"] and "--restart_damaged" in failed["reason"]
@@ -147,7 +162,7 @@ def test_a_batch_larger_than_the_training_split_is_refused_up_front(tmp_path):
 
 def test_a_data_folder_without_the_dataset_fails_at_once(tmp_path):
   data = tmp_path / "data"
-  (data / "fashion_mnist").mkdir(parents=True)     # a data folder, but no MNIST in it
+  (data / "fashion_mnist").mkdir(parents=True)  # a data folder, but no MNIST in it
   start = time.time()
   code, out = driver(tmp_path, "--estimators=disarm", "--num_steps=20", f"--data_dir={data}")
   took = time.time() - start
@@ -160,8 +175,9 @@ def test_a_data_folder_without_the_dataset_fails_at_once(tmp_path):
 
 def test_the_driver_exits_3_when_a_run_failed_after_finishing_the_others(tmp_path):
   env = {"PYTHONPATH": str(REPO)}
-  code, out = driver(tmp_path, "--estimators=nan_gradient,disarm", "--num_steps=20",
-                     "--estimator_modules=tests.nan_estimator", env=env)
+  code, out = driver(
+    tmp_path, "--estimators=nan_gradient,disarm", "--num_steps=20", "--estimator_modules=tests.nan_estimator", env=env
+  )
   assert code == 3, out
   assert "1 run(s) failed" in out and "mnist-linear-nan_gradient-seed0" in out
   summary = pd.read_csv(tmp_path / "s" / results.SUMMARY_CSV).set_index("run_id")
@@ -171,6 +187,7 @@ def test_the_driver_exits_3_when_a_run_failed_after_finishing_the_others(tmp_pat
 
 def test_result_files_have_the_umasks_mode(tmp_path):
   from training import results_io
+
   old = os.umask(0o022)
   try:
     path = tmp_path / "x.json"
@@ -185,12 +202,13 @@ def test_result_files_have_the_umasks_mode(tmp_path):
 
 def test_an_estimator_from_one_file_trains_through_the_driver_with_its_own_scalar(tmp_path):
   """The README's stateful example: one file, registered at run time, no other file touched."""
-  code, out = driver(tmp_path, "--estimators=learned_baseline_loo", "--num_steps=20",
-                     "--estimator_modules=tests.toy_stateful_estimator")
+  code, out = driver(
+    tmp_path, "--estimators=learned_baseline_loo", "--num_steps=20", "--estimator_modules=tests.toy_stateful_estimator"
+  )
   assert code == 0, out
   metrics = pd.read_csv(run_dir(tmp_path, "mnist-linear-learned_baseline_loo-seed0") / results.METRICS_CSV)
   assert metrics["learned_baseline_loo_c"].iloc[0] == 0.0
-  assert metrics["learned_baseline_loo_c"].iloc[-1] != 0.0          # its state was trained
+  assert metrics["learned_baseline_loo_c"].iloc[-1] != 0.0  # its state was trained
   assert metrics["grad_variance"].iloc[-1] > 0
   record = json.loads((run_dir(tmp_path, "mnist-linear-learned_baseline_loo-seed0") / results.CONFIG_JSON).read_text())
   assert record[results.ESTIMATOR_INFO_KEY]["trainable"] is True

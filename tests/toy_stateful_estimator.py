@@ -27,15 +27,21 @@ def init_state(num_latents, context_dim, params):
 def learned_baseline_loo(f, logits, noise, state=None, context=None):
   del context
   probs = tf.sigmoid(logits)
-  bits = independent_samples(logits, noise, 2)                  # [2, *batch, D]
-  f_values = f(bits)                                            # [2, *batch]
+  bits = independent_samples(logits, noise, 2)  # [2, *batch, D]
+  f_values = f(bits)  # [2, *batch]
   others = tf.reverse(f_values, axis=[0])
   signal = (f_values - others - state.c)[..., tf.newaxis]
   grad = 0.5 * tf.reduce_sum(signal * (bits - probs), axis=0)
   return EstimatorOutput(grad=grad, bits=bits, f_values=f_values, num_independent=2)
 
 
-ESTIMATOR = estimators.register(Estimator(
-    name="learned_baseline_loo", fn=learned_baseline_loo, num_f_evals=2, label="LOO + learned baseline",
+ESTIMATOR = estimators.register(
+  Estimator(
+    name="learned_baseline_loo",
+    fn=learned_baseline_loo,
+    num_f_evals=2,
+    label="LOO + learned baseline",
     trainable=Trainable(init=init_state, learning_rate=1e-2, scalars=lambda state: {"c": state.c}),
-    description="REINFORCE LOO with a learned constant baseline (a test estimator)"))
+    description="REINFORCE LOO with a learned constant baseline (a test estimator)",
+  )
+)

@@ -46,15 +46,18 @@ class DataOrder:
   # --------------------------------------------------------------- checkpoint state
   def _reset_buffer(self):
     self.buffer = np.arange(self.buffer_size, dtype=np.int64)
-    self.filled = self.buffer_size      # live entries (drains at the end of an epoch in buffer_per_epoch)
-    self.cursor = self.buffer_size      # stream position of the next index to enter the buffer
+    self.filled = self.buffer_size  # live entries (drains at the end of an epoch in buffer_per_epoch)
+    self.cursor = self.buffer_size  # stream position of the next index to enter the buffer
 
   def state(self):
     """``{name: array}`` to checkpoint (empty for ``permutation``, which has no state)."""
     if self.order == "permutation":
       return {}
-    return {"data_order/buffer": self.buffer.copy(), "data_order/filled": np.int64(self.filled),
-            "data_order/cursor": np.int64(self.cursor)}
+    return {
+      "data_order/buffer": self.buffer.copy(),
+      "data_order/filled": np.int64(self.filled),
+      "data_order/cursor": np.int64(self.cursor),
+    }
 
   def load(self, state):
     if self.order == "permutation":
@@ -84,7 +87,7 @@ class DataOrder:
       keys = tf.random.stateless_uniform([self.num_train], seed)
       self._epoch_cache = (epoch, tf.argsort(keys).numpy().astype(np.int32))
     start = position * self.batch_size
-    return self._epoch_cache[1][start:start + self.batch_size]
+    return self._epoch_cache[1][start : start + self.batch_size]
 
   def _buffer_batch(self, step):
     rng = np.random.Generator(np.random.Philox(key=[self.seed, step]))

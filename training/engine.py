@@ -45,17 +45,18 @@ contracts/streams.py. The engine never sees seeds or member axes.
 """
 
 import dataclasses
-from typing import List, NamedTuple, Optional
+from typing import NamedTuple
 
 import tensorflow as tf
 
 from contracts import streams
-from estimators import Needs, Objective
+from estimators import Objective
 
 
 @dataclasses.dataclass(frozen=True)
 class StepOptions:
   """The run settings the engine reads (``contracts.settings.Settings`` has their documentation)."""
+
   decoder_sample: str = "independent"
   decoder_reduction: str = "as_reference"
   share_upper_noise: bool = False
@@ -78,13 +79,14 @@ class StepGradients(NamedTuple):
       without state); state_loss: that loss.
     estimates: the per-layer estimates ``g_l`` ``[*batch, D]``.
   """
+
   loss: tf.Tensor
-  encoder: List[tf.Tensor]
-  decoder: List[tf.Tensor]
-  prior: Optional[tf.Tensor]
-  state: Optional[List[tf.Tensor]]
-  state_loss: Optional[tf.Tensor]
-  estimates: List[tf.Tensor]
+  encoder: list[tf.Tensor]
+  decoder: list[tf.Tensor]
+  prior: tf.Tensor | None
+  state: list[tf.Tensor] | None
+  state_loss: tf.Tensor | None
+  estimates: list[tf.Tensor]
 
 
 def _logit(u):
@@ -98,14 +100,14 @@ class LayerObjective(Objective):
     self.model, self.x, self.layer = model, x, layer
     self.below = list(forward_bits[:layer])
     # Every encoder logit of a log q term is held constant (PROTOCOL.md section 1); layer l's own too.
-    self.fixed_logits = [tf.stop_gradient(a) for a in forward_logits[:layer + 1]]
+    self.fixed_logits = [tf.stop_gradient(a) for a in forward_logits[: layer + 1]]
     self.num_upper = model.num_layers - layer - 1
-    self.upper_noise = noise.split(max(self.num_upper, 1))[:self.num_upper]
+    self.upper_noise = noise.split(max(self.num_upper, 1))[: self.num_upper]
     self.share_upper_noise = share_upper_noise
     self.fn = self._hard
 
   def _uniforms(self, candidates):
-    """One U(0, 1) per upper layer: shared by all candidates ``[..., B, D]``, or one per candidate ``[S, ..., B, D]``."""
+    """One U(0, 1) per upper layer: shared by the candidates ``[..., B, D]``, or one each ``[S, ..., B, D]``."""
     if self.share_upper_noise:
       return [n.uniform(candidates[0], open_interval=True) for n in self.upper_noise]
     return [n.uniform(candidates[0], candidates.shape[0], open_interval=True) for n in self.upper_noise]
@@ -133,8 +135,13 @@ class LayerObjective(Objective):
     uniforms = self._uniforms(both)
     num_hard = bits.shape[0]
     part = (lambda us, s: us) if self.share_upper_noise else (lambda us, s: [u[s] for u in us])
-    return tf.concat([self._hard(bits, part(uniforms, slice(None, num_hard))),
-                      self._relaxed(relaxed, part(uniforms, slice(num_hard, None)), temperature)], axis=0)
+    return tf.concat(
+      [
+        self._hard(bits, part(uniforms, slice(None, num_hard))),
+        self._relaxed(relaxed, part(uniforms, slice(num_hard, None)), temperature),
+      ],
+      axis=0,
+    )
 
 
 def _forward_sample(model, x, logits0, noise):
@@ -174,8 +181,9 @@ def step_gradients(model, estimator, x, noise, states=None, options=StepOptions(
   """
   L = model.num_layers
   if L > 1 and estimator.multi_sample:
-    raise ValueError(f"layered models train one single-sample estimate per layer; {estimator.name} estimates a "
-                     "multi-sample bound")
+    raise ValueError(
+      f"layered models train one single-sample estimate per layer; {estimator.name} estimates a multi-sample bound"
+    )
   batch_size = tf.cast(tf.shape(x)[-2], tf.float32)
   encoder_vars = list(model.encoder_variables)
   decoder_vars = list(model.decoder_variables)
@@ -200,15 +208,19 @@ def step_gradients(model, estimator, x, noise, states=None, options=StepOptions(
       if L == 1:
         # A multi-sample bound keeps f's dependence on the encoder (the direct term).
         f_logits = logits0 if estimator.multi_sample else tf.stop_gradient(logits0)
-        objective = Objective(lambda b: model.elbo(x, b, f_logits))
+        objective = Objective(lambda b, f_logits=f_logits: model.elbo(x, b, f_logits))
       else:
-        objective = LayerObjective(model, x, forward_bits, forward_logits, l,
-                                   noise.fold_in(streams.COMPLETION + l), options.share_upper_noise)
+        objective = LayerObjective(
+          model, x, forward_bits, forward_logits, l, noise.fold_in(streams.COMPLETION + l), options.share_upper_noise
+        )
       context = model.estimator_context(l, x, forward_bits, options.control_variate_input)
-      outputs.append(estimator.fn(objective, forward_logits[l], layer_noise,
-                                  state=None if states is None else states[l], context=context))
+      outputs.append(
+        estimator.fn(
+          objective, forward_logits[l], layer_noise, state=None if states is None else states[l], context=context
+        )
+      )
     if estimator.multi_sample:
-      objective_values = outputs[0].objective_value()       # the bound at the estimator's samples
+      objective_values = outputs[0].objective_value()  # the bound at the estimator's samples
     elif not decoder:
       objective_values = None
     elif mode == "independent":
@@ -218,10 +230,13 @@ def step_gradients(model, estimator, x, noise, states=None, options=StepOptions(
     else:  # k_independent: the estimator's own independent draws, topped up with fresh ones
       objective_values = _k_independent_elbo(model, x, logits0, estimator, outputs[0], noise)
     if objective_values is not None:
-      loss = -tf.reduce_mean(objective_values, axis=-1)       # [] or [M]: the reported loss
-      total_loss = tf.reduce_sum(loss)                         # members are independent: their sum
-      reduction = estimator.reference_decoder_reduction if options.decoder_reduction == "as_reference" \
-          else options.decoder_reduction
+      loss = -tf.reduce_mean(objective_values, axis=-1)  # [] or [M]: the reported loss
+      total_loss = tf.reduce_sum(loss)  # members are independent: their sum
+      reduction = (
+        estimator.reference_decoder_reduction
+        if options.decoder_reduction == "as_reference"
+        else options.decoder_reduction
+      )
       decoder_loss = tf.reduce_sum(-_reduce_batch(objective_values, reduction))
     else:
       loss = total_loss = decoder_loss = None
@@ -243,12 +258,19 @@ def step_gradients(model, estimator, x, noise, states=None, options=StepOptions(
   if decoder:
     targets = decoder_vars + ([prior] if prior is not None else [])
     grads = tape.gradient(decoder_loss, targets) if targets else []
-    decoder_grads = grads[:len(decoder_vars)]
+    decoder_grads = grads[: len(decoder_vars)]
     prior_grad = grads[len(decoder_vars)] if prior is not None else None
   del tape
   encoder_grads = [tf.stop_gradient(g) for g in encoder_grads]
-  return StepGradients(loss=loss, encoder=encoder_grads, decoder=decoder_grads, prior=prior_grad, state=state_grads,
-                       state_loss=state_loss, estimates=[tf.stop_gradient(g) for g in estimates])
+  return StepGradients(
+    loss=loss,
+    encoder=encoder_grads,
+    decoder=decoder_grads,
+    prior=prior_grad,
+    state=state_grads,
+    state_loss=state_loss,
+    estimates=[tf.stop_gradient(g) for g in estimates],
+  )
 
 
 def _k_independent_elbo(model, x, logits0, estimator, output, noise):

@@ -35,7 +35,6 @@ import os
 import queue as queue_lib
 import time
 import traceback
-from typing import Optional
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FATAL_KINDS = ("data", "io", "config", "lock")
@@ -45,12 +44,13 @@ FATAL_KINDS = ("data", "io", "config", "lock")
 class Task:
   """Runs to bring to an end together, all picklable: one run, or a stack of runs
   that differ only in their seed (trained in one graph, ``training.runner.train_stack``)."""
-  configs: tuple           # of training.config.RunConfig
-  run_dirs: tuple          # absolute, one per config
-  data_dir: Optional[str] = None
+
+  configs: tuple  # of training.config.RunConfig
+  run_dirs: tuple  # absolute, one per config
+  data_dir: str | None = None
   tensorboard: bool = False
   retry_failed: bool = False
-  plugins: tuple = ()      # modules registering estimators (--estimator_modules), imported before training
+  plugins: tuple = ()  # modules registering estimators (--estimator_modules), imported before training
   allow_download: bool = False
   restart_damaged: bool = False
 
@@ -66,8 +66,10 @@ class Task:
 
   def errors(self, message):
     """One crash result per run of the task."""
-    return [dict(run_id=run_id, outcome="error", status="", reason="", error_kind="crash", message=message)
-            for run_id in self.run_ids]
+    return [
+      dict(run_id=run_id, outcome="error", status="", reason="", error_kind="crash", message=message)
+      for run_id in self.run_ids
+    ]
 
 
 # ------------------------------------------------------------------------- the unit of work
@@ -75,6 +77,7 @@ def describe_error(error, run_dir=""):
   """(kind, message) for an exception raised by a run; kind in FATAL_KINDS or 'crash'."""
   from datasets import DataError
   from training.runner import ConfigMismatchError, LockUnsupportedError
+
   if isinstance(error, DataError):
     return "data", str(error)
   if isinstance(error, ConfigMismatchError):
@@ -85,9 +88,14 @@ def describe_error(error, run_dir=""):
   text = str(error)
   try:
     import tensorflow as tf
+
     if isinstance(error, tf.errors.OpError):
-      for needle, value in (("No space left", errno.ENOSPC), ("quota", errno.EDQUOT),
-                            ("Read-only file system", errno.EROFS), ("Permission denied", errno.EACCES)):
+      for needle, value in (
+        ("No space left", errno.ENOSPC),
+        ("quota", errno.EDQUOT),
+        ("Read-only file system", errno.EROFS),
+        ("Permission denied", errno.EACCES),
+      ):
         if needle in text:
           code = value
   except ImportError:  # pragma: no cover
@@ -95,16 +103,22 @@ def describe_error(error, run_dir=""):
   if isinstance(error, OSError) or code is not None:
     where = getattr(error, "filename", None) or run_dir or "the results folder"
     if code in (errno.ENOSPC, errno.EDQUOT):
-      return "io", (f"no space left on the device while writing {where} ({os.strerror(code)}). "
-                    "Free some space (the checkpoint/ folders of finished runs can be deleted) or pass "
-                    "another --results_dir, then rerun the same command: finished runs are kept and "
-                    "interrupted ones resume from their last checkpoint.")
+      return "io", (
+        f"no space left on the device while writing {where} ({os.strerror(code)}). "
+        "Free some space (the checkpoint/ folders of finished runs can be deleted) or pass "
+        "another --results_dir, then rerun the same command: finished runs are kept and "
+        "interrupted ones resume from their last checkpoint."
+      )
     if code in (errno.EROFS, errno.EACCES, errno.EPERM):
-      return "io", (f"cannot write {where} ({os.strerror(code)}). Make the results folder writable "
-                    "or pass a writable --results_dir.")
+      return "io", (
+        f"cannot write {where} ({os.strerror(code)}). Make the results folder writable "
+        "or pass a writable --results_dir."
+      )
     if isinstance(error, OSError):
-      return "io", (f"cannot access {where} ({error.strerror or text}). Check the results folder and "
-                    "its disk, then rerun: finished runs are kept and interrupted ones resume.")
+      return "io", (
+        f"cannot access {where} ({error.strerror or text}). Check the results folder and "
+        "its disk, then rerun: finished runs are kept and interrupted ones resume."
+      )
   return "crash", "".join(traceback.format_exception(error)).rstrip()
 
 
@@ -123,6 +137,7 @@ def execute(task, report=None):
   from contracts import results as files
   from training import results_io
   from training.runner import RunLock, train_stack
+
   report = report or (lambda event: None)
   import_plugins(task.plugins)
   results = {c.run_id: dict(run_id=c.run_id, outcome="error", status="", reason="") for c in task.configs}
@@ -137,7 +152,8 @@ def execute(task, report=None):
       if not lock.acquire():
         holder = lock.holder()
         results[config.run_id].update(
-            outcome="locked", reason=f"locked by a live process{' (' + holder + ')' if holder else ''}")
+          outcome="locked", reason=f"locked by a live process{' (' + holder + ')' if holder else ''}"
+        )
         continue
       locks.append(lock)
       status, reason = results_io.run_status(run_dir)
@@ -153,18 +169,30 @@ def execute(task, report=None):
       to_train.append((config, run_dir))
 
     def progress(cfg, step, steps_per_sec):
-      report(dict(kind="progress", run_id=cfg.run_id, step=int(step), num_steps=cfg.num_steps,
-                  steps_per_sec=float(steps_per_sec)))
+      report(
+        dict(
+          kind="progress",
+          run_id=cfg.run_id,
+          step=int(step),
+          num_steps=cfg.num_steps,
+          steps_per_sec=float(steps_per_sec),
+        )
+      )
 
     if to_train:
       current = to_train[0][1]
-      summaries = train_stack([c for c, _ in to_train], [d for _, d in to_train], data_dir=task.data_dir,
-                              tensorboard=task.tensorboard, progress=progress,
-                              log=lambda text: report(dict(kind="log", text=text)),
-                              allow_download=task.allow_download, restart_damaged=task.restart_damaged)
+      summaries = train_stack(
+        [c for c, _ in to_train],
+        [d for _, d in to_train],
+        data_dir=task.data_dir,
+        tensorboard=task.tensorboard,
+        progress=progress,
+        log=lambda text: report(dict(kind="log", text=text)),
+        allow_download=task.allow_download,
+        restart_damaged=task.restart_damaged,
+      )
       for (config, _), summary in zip(to_train, summaries):
-        results[config.run_id].update(outcome="trained", status=summary["status"],
-                                      reason=summary.get("reason") or "")
+        results[config.run_id].update(outcome="trained", status=summary["status"], reason=summary.get("reason") or "")
   except Exception as e:  # noqa: BLE001 - every failure becomes a result the driver can act on
     kind, message = describe_error(e, current)
     for config, _ in to_train or list(zip(task.configs, task.run_dirs)):
@@ -180,6 +208,7 @@ def import_plugins(modules):
   """Imports the modules that register estimators (``--estimator_modules``), here and in workers alike."""
   import importlib
   import sys
+
   if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
   for name in modules:
@@ -195,6 +224,7 @@ def configure_threads(threads):
   if not threads or _threads_set == threads:
     return
   import tensorflow as tf
+
   try:
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -233,6 +263,7 @@ def _die_with_parent():
   try:
     import ctypes
     import signal
+
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
   except (OSError, AttributeError):  # pragma: no cover - elsewhere, orphans finish their run
@@ -266,14 +297,18 @@ class LocalExecutor:
     self._processes = {}
 
   def _start_worker(self, worker_id):
-    process = self._ctx.Process(target=_worker_main, name=f"disarm-worker-{worker_id}", daemon=True,
-                                args=(worker_id, self.threads, self._inboxes[worker_id], self._outbox,
-                                      os.getpid()))
+    process = self._ctx.Process(
+      target=_worker_main,
+      name=f"disarm-worker-{worker_id}",
+      daemon=True,
+      args=(worker_id, self.threads, self._inboxes[worker_id], self._outbox, os.getpid()),
+    )
     process.start()
     self._processes[worker_id] = process
 
   def run(self, tasks, on_event):
     import multiprocessing
+
     self._ctx = multiprocessing.get_context("spawn")  # never fork a process that holds TensorFlow
     self._outbox = self._ctx.Queue()
     self._inboxes = {w: self._ctx.Queue() for w in range(self.workers)}
@@ -314,12 +349,19 @@ class LocalExecutor:
           del busy[w]
           task = by_id[task_id]
           if attempts[task_id] <= self.max_retries:
-            on_event(dict(kind="log", text=f"{task.run_id}: worker process died (exit code "
-                          f"{process.exitcode}); retrying the run ({attempts[task_id]}/{self.max_retries})"))
+            on_event(
+              dict(
+                kind="log",
+                text=f"{task.run_id}: worker process died (exit code "
+                f"{process.exitcode}); retrying the run ({attempts[task_id]}/{self.max_retries})",
+              )
+            )
             todo.append(task_id)
           else:
-            yield from task.errors(f"the worker process training {task.run_id} died (exit code "
-                                   f"{process.exitcode}) {attempts[task_id]} times; rerun to resume it")
+            yield from task.errors(
+              f"the worker process training {task.run_id} died (exit code "
+              f"{process.exitcode}) {attempts[task_id]} times; rerun to resume it"
+            )
           self._inboxes[w] = self._ctx.Queue()
           self._start_worker(w)
     finally:
@@ -356,9 +398,11 @@ class ExecutorError(RuntimeError):
   """An executor cannot start (Ray missing or unreachable)."""
 
 
-RAY_MISSING = ("--executor=ray needs Ray, which is not installed here. Install it with "
-               "`python3 -m pip install ray==2.60.0` (the version tested with this suite), "
-               "or use --executor=local.")
+RAY_MISSING = (
+  "--executor=ray needs Ray, which is not installed here. Install it with "
+  "`python3 -m pip install ray==2.60.0` (the version tested with this suite), "
+  "or use --executor=local."
+)
 
 
 class RayExecutor:
@@ -372,8 +416,10 @@ class RayExecutor:
     self.max_retries = max_retries
     self.threads = threads or max(1, int(cpus_per_task))
     where = self.address or "a local Ray instance"
-    self.description = (f"Ray tasks on {where} ({cpus_per_task:g} CPU, {gpus_per_task:g} GPU, "
-                        f"{self.threads} TensorFlow thread(s) per task)")
+    self.description = (
+      f"Ray tasks on {where} ({cpus_per_task:g} CPU, {gpus_per_task:g} GPU, "
+      f"{self.threads} TensorFlow thread(s) per task)"
+    )
     self._pending = {}
 
   def run(self, tasks, on_event):
@@ -382,20 +428,25 @@ class RayExecutor:
       from ray.util.queue import Queue
     except ImportError:
       raise ExecutorError(RAY_MISSING) from None
-    env = {"PYTHONPATH": os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p),
-           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    env = {
+      "PYTHONPATH": os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p),
+      "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+    }
     options = dict(runtime_env={"env_vars": env}, log_to_driver=False)
     if self.address is None:  # a local instance, started here and stopped at the end
       options.update(include_dashboard=False)
     try:
       ray.init(address=self.address, **options)
     except (ConnectionError, RuntimeError, ValueError) as e:
-      raise ExecutorError(f"cannot start or reach the Ray cluster {self.address or '(local)'}: {e}. "
-                          "Check --ray_address (`ray status` on a cluster node shows it).") from e
+      raise ExecutorError(
+        f"cannot start or reach the Ray cluster {self.address or '(local)'}: {e}. "
+        "Check --ray_address (`ray status` on a cluster node shows it)."
+      ) from e
     try:
       events = Queue()
-      remote = ray.remote(_ray_execute).options(num_cpus=self.cpus_per_task, num_gpus=self.gpus_per_task,
-                                                max_retries=self.max_retries, retry_exceptions=False)
+      remote = ray.remote(_ray_execute).options(
+        num_cpus=self.cpus_per_task, num_gpus=self.gpus_per_task, max_retries=self.max_retries, retry_exceptions=False
+      )
       self._pending = {remote.remote(task, self.threads, events): task for task in tasks}
       while self._pending:
         ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=0.5)
@@ -406,8 +457,9 @@ class RayExecutor:
           try:
             result = ray.get(ref)
           except Exception as e:  # noqa: BLE001 - the worker or node died max_retries + 1 times
-            result = task.errors(f"Ray task for {task.run_id} failed after {self.max_retries} retries: "
-                                 f"{type(e).__name__}: {str(e)[:2000]}")
+            result = task.errors(
+              f"Ray task for {task.run_id} failed after {self.max_retries} retries: {type(e).__name__}: {str(e)[:2000]}"
+            )
           for event in self._drain(events):
             on_event(event)
           yield from result
@@ -423,6 +475,7 @@ class RayExecutor:
   def stop(self):
     if self._pending:
       import ray
+
       for ref in self._pending:
         ray.cancel(ref, force=True)  # killed runs resume from their checkpoints on a rerun
       self._pending = {}
@@ -433,8 +486,9 @@ def _ray_execute(task, threads, events):
   return execute(task, lambda event: events.put(event))
 
 
-def make_executor(kind="local", workers=1, threads=0, ray_address=None, ray_cpus_per_task=1.0,
-                  ray_gpus_per_task=0.0, max_retries=2):
+def make_executor(
+  kind="local", workers=1, threads=0, ray_address=None, ray_cpus_per_task=1.0, ray_gpus_per_task=0.0, max_retries=2
+):
   if kind == "local":
     if workers == 1:
       return InProcessExecutor(threads)

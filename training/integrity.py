@@ -30,7 +30,6 @@ from training import results_io
 from training.validation import validate_config
 
 
-
 def expected_steps(config):
   steps = list(range(0, config.num_steps, config.eval_every))
   return steps + [config.num_steps]
@@ -46,7 +45,9 @@ def check_run(run_dir, grid=None):
   name = os.path.basename(os.path.normpath(run_dir))
   config_path = os.path.join(run_dir, results.CONFIG_JSON)
   if not os.path.exists(config_path):
-    if any(os.path.exists(os.path.join(run_dir, f)) for f in (results.METRICS_CSV, results.DONE_JSON, results.FAILED_JSON)):
+    if any(
+      os.path.exists(os.path.join(run_dir, f)) for f in (results.METRICS_CSV, results.DONE_JSON, results.FAILED_JSON)
+    ):
       problems.append("has results but no config.json")
     return problems, notes
   try:
@@ -55,8 +56,9 @@ def check_run(run_dir, grid=None):
   except (ValueError, TypeError) as e:
     return [f"config.json is unreadable or incomplete ({e})"], notes
   if stored.get("run_id") != name or config.run_id != name:
-    problems.append(f"config.json describes run {stored.get('run_id')!r} (fields give {config.run_id!r}), "
-                    f"not the folder's {name!r}")
+    problems.append(
+      f"config.json describes run {stored.get('run_id')!r} (fields give {config.run_id!r}), not the folder's {name!r}"
+    )
   try:
     validate_config(config)
   except ValueError as e:
@@ -64,8 +66,10 @@ def check_run(run_dir, grid=None):
     return problems, notes
   if grid is not None:
     wanted = grid.settings_for(config.dataset)
-    differing = [f"{k}: config {getattr(config, k)!r} vs sweep.json {getattr(wanted, k)!r}"
-                 for k in config.settings.differences(wanted)]
+    differing = [
+      f"{k}: config {getattr(config, k)!r} vs sweep.json {getattr(wanted, k)!r}"
+      for k in config.settings.differences(wanted)
+    ]
     if differing:
       problems.append("config.json disagrees with sweep.json (" + "; ".join(differing) + ")")
 
@@ -77,8 +81,9 @@ def check_run(run_dir, grid=None):
   whole = results_io.complete_lines(metrics_path, whole=True)
   text = results_io.complete_lines(metrics_path)
   if whole != text:
-    (problems if done else notes).append("metrics.csv ends in a torn line (a kill mid-append; "
-                                         "cut off when the run resumes)")
+    (problems if done else notes).append(
+      "metrics.csv ends in a torn line (a kill mid-append; cut off when the run resumes)"
+    )
   steps = []
   if text:
     try:
@@ -113,8 +118,10 @@ def check_run(run_dir, grid=None):
       if step > config.num_steps:
         problems.append(f"checkpoint/state.npz is at step {step}, beyond num_steps {config.num_steps}")
     except Exception as e:  # noqa: BLE001 - whatever numpy raises, the file cannot be resumed from
-      problems.append(f"checkpoint/state.npz is unreadable ({type(e).__name__}: {e}); the run cannot resume from "
-                      "it: delete it, or rerun with --restart_damaged")
+      problems.append(
+        f"checkpoint/state.npz is unreadable ({type(e).__name__}: {e}); the run cannot resume from "
+        "it: delete it, or rerun with --restart_damaged"
+      )
   leftovers = sorted(n for n in os.listdir(run_dir) if n.startswith(".tmp-"))
   if leftovers:
     notes.append(f"temporary files left by a killed writer: {', '.join(leftovers)} (removed on resume)")
@@ -147,8 +154,9 @@ def _check_steps(frame, config, done):
   cadence = set(expected)
   off = [s for s in steps if s not in cadence and s <= config.num_steps]
   if off:
-    problems.append(f"metrics.csv has steps off the evaluation cadence (every {config.eval_every}, "
-                    f"and {config.num_steps}): {off[:5]}")
+    problems.append(
+      f"metrics.csv has steps off the evaluation cadence (every {config.eval_every}, and {config.num_steps}): {off[:5]}"
+    )
   if steps and steps[0] != 0:
     problems.append(f"metrics.csv starts at step {steps[0]}, not 0")
   if done:
@@ -199,9 +207,11 @@ def check_sweep(sweep_dir):
         finished.pop(run_id, None)  # unreadable: reported with its own folder's problems
       if listed != finished:
         differing = sorted(set(listed.items()) ^ set(finished.items()))
-        sweep_problems.append(f"summary.csv disagrees with the run folders on finished runs "
-                              f"({', '.join(f'{r}: {s}' for r, s in differing[:5])}); "
-                              "rebuild it with --rebuild_summary")
+        sweep_problems.append(
+          f"summary.csv disagrees with the run folders on finished runs "
+          f"({', '.join(f'{r}: {s}' for r, s in differing[:5])}); "
+          "rebuild it with --rebuild_summary"
+        )
     except (ValueError, KeyError, pd.errors.ParserError) as e:
       sweep_problems.append(f"summary.csv is unreadable ({e}); rebuild it with --rebuild_summary")
   elif finished:
@@ -223,7 +233,7 @@ def format_report(report, sweep_dir):
       lines.append(f"note    {where}: {n}")
   runs_dir = os.path.join(sweep_dir, "runs")
   num_runs = len(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else 0
-  lines.append(f"checked {num_runs} run folder(s) in {sweep_dir}: "
-               + (f"{count} problem(s)" if count else "no problems"))
+  lines.append(
+    f"checked {num_runs} run folder(s) in {sweep_dir}: " + (f"{count} problem(s)" if count else "no problems")
+  )
   return "\n".join(lines), count
-

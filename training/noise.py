@@ -33,8 +33,10 @@ class MemberNoise:
     if num_samples is not None:
       member_shape = tf.concat([[num_samples], member_shape], axis=0)
     low, high = (SeedNoise.OPEN_LOW, SeedNoise.OPEN_HIGH) if open_interval else (0.0, 1.0)
-    draws = [tf.random.stateless_uniform(member_shape, s, low, high, dtype=like.dtype, alg=ALGORITHM)
-             for s in tf.unstack(self.seeds)]
+    draws = [
+      tf.random.stateless_uniform(member_shape, s, low, high, dtype=like.dtype, alg=ALGORITHM)
+      for s in tf.unstack(self.seeds)
+    ]
     return tf.stack(draws, axis=0 if num_samples is None else 1)
 
   def split(self, num):
@@ -77,7 +79,7 @@ def fold(seeds, *values):
     if seeds.shape.rank == 1:
       seeds = tf.random.experimental.stateless_fold_in(seeds, v)
     else:
-      seeds = _per_member(seeds, lambda s: tf.random.experimental.stateless_fold_in(s, v))
+      seeds = _per_member(seeds, lambda s, v=v: tf.random.experimental.stateless_fold_in(s, v))
   return seeds
 
 
@@ -93,5 +95,6 @@ def uniform_int(shape, seeds, maxval, stacked):
   """Uniform ints in ``[0, maxval)`` of ``shape`` (its axis 0 the members when stacked), one stream per member."""
   if not stacked:
     return tf.random.stateless_uniform(shape, seeds, 0, maxval, dtype=tf.int32, alg=ALGORITHM)
-  return tf.stack([tf.random.stateless_uniform(shape[1:], s, 0, maxval, dtype=tf.int32, alg=ALGORITHM)
-                   for s in tf.unstack(seeds)])
+  return tf.stack(
+    [tf.random.stateless_uniform(shape[1:], s, 0, maxval, dtype=tf.int32, alg=ALGORITHM) for s in tf.unstack(seeds)]
+  )

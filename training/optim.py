@@ -11,7 +11,6 @@ import tensorflow as tf
 
 
 class Adam(tf.Module):
-
   def __init__(self, variables, learning_rate, beta1=0.9, beta2=0.999, epsilon=1e-7, name="adam"):
     super().__init__(name=name)
     self.variables_to_train = list(variables)
@@ -28,17 +27,24 @@ class Adam(tf.Module):
     # through memory (benchmarks/README.md). Same update as written out:
     #   m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
     #   var <- var - lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps).
-    beta1_power, beta2_power = self.beta1 ** t, self.beta2 ** t
+    beta1_power, beta2_power = self.beta1**t, self.beta2**t
     for var, g, m, v in zip(self.variables_to_train, grads, self.m, self.v):
       tf.raw_ops.ResourceApplyAdam(
-          var=var.handle, m=m.handle, v=v.handle, beta1_power=beta1_power, beta2_power=beta2_power,
-          lr=tf.constant(self.learning_rate, tf.float32), beta1=tf.constant(self.beta1, tf.float32),
-          beta2=tf.constant(self.beta2, tf.float32), epsilon=tf.constant(self.epsilon, tf.float32),
-          grad=g, use_locking=False)
+        var=var.handle,
+        m=m.handle,
+        v=v.handle,
+        beta1_power=beta1_power,
+        beta2_power=beta2_power,
+        lr=tf.constant(self.learning_rate, tf.float32),
+        beta1=tf.constant(self.beta1, tf.float32),
+        beta2=tf.constant(self.beta2, tf.float32),
+        epsilon=tf.constant(self.epsilon, tf.float32),
+        grad=g,
+        use_locking=False,
+      )
 
 
 class SGD(tf.Module):
-
   def __init__(self, variables, learning_rate, name="sgd"):
     super().__init__(name=name)
     self.variables_to_train = list(variables)

@@ -74,6 +74,17 @@ def _json_default(value):
   raise TypeError(f"not JSON serialisable: {value!r}")
 
 
+def append_json_line(path, obj):
+  """Appends one JSON line, durably (one write, fsynced)."""
+  data = (json.dumps(obj, sort_keys=True, default=_json_default) + "\n").encode()
+  fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+  try:
+    os.write(fd, data)
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
 def read_json(path):
   with open(path) as f:
     return json.load(f)
@@ -90,8 +101,10 @@ def read_metrics(path):
   frame = pd.read_csv(io.StringIO(text))
   missing = [c for c in METRIC_COLUMNS if c not in frame.columns]
   if missing:
-    raise ValueError(f"{path} lacks columns {missing}; it was not written by this suite's version. "
-                     "Move it away or start a new --sweep_name.")
+    raise ValueError(
+      f"{path} lacks columns {missing}; it was not written by this suite's version. "
+      "Move it away or start a new --sweep_name."
+    )
   return frame
 
 
@@ -136,7 +149,7 @@ def complete_lines(path, whole=False):
     return ""
   if whole or text.endswith("\n"):
     return text
-  return text[:text.rfind("\n") + 1]
+  return text[: text.rfind("\n") + 1]
 
 
 def remove_temp_files(directory, older_than_s=0.0):
@@ -194,20 +207,20 @@ def summarize(config_dict, metrics, status, reason=""):
   stack = metrics["stack_size"].fillna(1.0) if "stack_size" in metrics else pd.Series(1.0, index=metrics.index)
   member_speed = (metrics["steps_per_sec"] * stack).dropna()
   row.update(
-      final_step=int(metrics["step"].iloc[-1]),
-      final_train_elbo=last_valid("train_elbo"),
-      best_train_elbo=best("train_elbo"),
-      final_valid_bound_100=last_valid("valid_bound_100"),
-      best_valid_bound_100=best("valid_bound_100"),
-      final_test_bound_100=last_valid("test_bound_100"),
-      test_bound_100_at_best_valid=test_at_best_valid,
-      final_grad_variance=last_valid("grad_variance"),
-      mean_grad_variance=float(variance.mean()) if len(variance) else math.nan,
-      wall_time_s=float(metrics["wall_time_s"].iloc[-1]),
-      steps_per_sec=float(speed.median()) if len(speed) else math.nan,
-      member_steps_per_sec=float(member_speed.median()) if len(member_speed) else math.nan,
-      final_valid_bound_k=last_valid("valid_bound_k"),
-      final_test_bound_k=last_valid("test_bound_k"),
+    final_step=int(metrics["step"].iloc[-1]),
+    final_train_elbo=last_valid("train_elbo"),
+    best_train_elbo=best("train_elbo"),
+    final_valid_bound_100=last_valid("valid_bound_100"),
+    best_valid_bound_100=best("valid_bound_100"),
+    final_test_bound_100=last_valid("test_bound_100"),
+    test_bound_100_at_best_valid=test_at_best_valid,
+    final_grad_variance=last_valid("grad_variance"),
+    mean_grad_variance=float(variance.mean()) if len(variance) else math.nan,
+    wall_time_s=float(metrics["wall_time_s"].iloc[-1]),
+    steps_per_sec=float(speed.median()) if len(speed) else math.nan,
+    member_steps_per_sec=float(member_speed.median()) if len(member_speed) else math.nan,
+    final_valid_bound_k=last_valid("valid_bound_k"),
+    final_test_bound_k=last_valid("test_bound_k"),
   )
   return row
 
@@ -268,8 +281,9 @@ def _rebuild_summary(sweep_dir):
           raise ValueError(f"config.json describes run {config.get('run_id')!r}")
         rows.append(summarize(config, read_metrics(os.path.join(run_dir, results.METRICS_CSV)), status, reason))
       except (ValueError, OSError, KeyError) as e:  # a damaged folder must not hide the others
-        rows.append(dict(run_id=run_id, status="invalid",
-                         reason=f"unreadable run files ({e}); see run_benchmarks.py --check"))
+        rows.append(
+          dict(run_id=run_id, status="invalid", reason=f"unreadable run files ({e}); see run_benchmarks.py --check")
+        )
   frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
   remove_temp_files(sweep_dir, older_than_s=600.0)  # left by drivers killed mid-write
   atomic_write_text(os.path.join(sweep_dir, results.SUMMARY_CSV), frame.to_csv(index=False))

@@ -45,8 +45,7 @@ class RunLock:
   The kernel releases the lock when its holder dies, however it dies (SIGKILL,
   OOM, a lost node's lease on a shared filesystem such as NFSv4), so a dead
   holder never keeps a run: the next driver takes it over. The file holds the
-  holder's host and pid, for messages only. A lock file written by an older,
-  pid-only version of this suite is honoured while that pid is alive on this host.
+  holder's host and pid, for messages only.
   """
 
   def __init__(self, run_dir):
@@ -57,7 +56,7 @@ class RunLock:
   def acquire(self):
     """True if this process now holds the run; False if a live process does."""
     for _ in range(5):
-      fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+      fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
       try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
       except BlockingIOError:
@@ -67,9 +66,11 @@ class RunLock:
         os.close(fd)
         if e.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
           raise LockUnsupportedError(
-              e.errno, f"cannot lock {self.path}: the filesystem does not support file locks "
-              f"({os.strerror(e.errno)}). Put the results on a filesystem with locking (local disk, "
-              "NFSv4 or another shared filesystem with flock support)") from e
+            e.errno,
+            f"cannot lock {self.path}: the filesystem does not support file locks "
+            f"({os.strerror(e.errno)}). Put the results on a filesystem with locking (local disk, "
+            "NFSv4 or another shared filesystem with flock support)",
+          ) from e
         raise
       # The holder before us may have unlinked the file after we opened it: then we
       # locked an orphaned inode, and must start over on the current one.
@@ -80,28 +81,15 @@ class RunLock:
       if not same:
         os.close(fd)
         continue
-      if self._legacy_owner_alive(fd):
-        os.close(fd)
-        return False
       os.ftruncate(fd, 0)
-      os.pwrite(fd, json.dumps(dict(host=socket.gethostname(), pid=os.getpid(),
-                                    since=time.strftime("%Y-%m-%d %H:%M:%S"))).encode(), 0)
+      os.pwrite(
+        fd,
+        json.dumps(dict(host=socket.gethostname(), pid=os.getpid(), since=time.strftime("%Y-%m-%d %H:%M:%S"))).encode(),
+        0,
+      )
       self._fd, self.held = fd, True
       return True
     return False
-
-  @staticmethod
-  def _legacy_owner_alive(fd):
-    content = os.pread(fd, 64, 0).decode(errors="replace").strip()
-    if not content.isdigit() or int(content) in (0, os.getpid()):
-      return False
-    try:
-      os.kill(int(content), 0)
-    except ProcessLookupError:
-      return False
-    except PermissionError:
-      return True
-    return True
 
   def holder(self):
     """'pid P on host H' from the lock file (for messages), or ''.
@@ -149,8 +137,9 @@ def check_config(run_dir, config):
     if differing:
       details = ", ".join(f"{k}: stored {getattr(stored, k)!r} vs requested {getattr(config, k)!r}" for k in differing)
       raise ConfigMismatchError(
-          f"{run_dir} already holds run {config.run_id} with a different configuration ({details}). "
-          "Use a new --sweep_name, or delete that run folder to start it over.")
+        f"{run_dir} already holds run {config.run_id} with a different configuration ({details}). "
+        "Use a new --sweep_name, or delete that run folder to start it over."
+      )
   else:
     results_io.atomic_write_json(path, config_record(config))
 
@@ -208,17 +197,23 @@ def _read_run_files(run_dir, config):
 
 def _quarantine(run_dir, config, why):
   """Marks a damaged run failed (FAILED.json with the reason), so the other runs go on."""
-  reason = (f"damaged run files: {why}. Repair or delete the file, or rerun with --restart_damaged to train "
-            "this run again from step 0")
+  reason = (
+    f"damaged run files: {why}. Repair or delete the file, or rerun with --restart_damaged to train "
+    "this run again from step 0"
+  )
   results_io.atomic_write_json(os.path.join(run_dir, results.FAILED_JSON), {"reason": reason, "damaged": True})
-  return results_io.summarize(config.to_dict(), pd.DataFrame(columns=list(results.METRIC_COLUMNS)),
-                              "failed", reason)
+  return results_io.summarize(config.to_dict(), pd.DataFrame(columns=list(results.METRIC_COLUMNS)), "failed", reason)
 
 
 def _restart(run_dir, config):
   """Clears a run's results and checkpoint so that it trains again from step 0 (--restart_damaged)."""
-  for name in (results.CONFIG_JSON, results.METRICS_CSV, results.DONE_JSON, results.FAILED_JSON,
-               os.path.join(results.CHECKPOINT_DIR, results.CHECKPOINT_FILE)):
+  for name in (
+    results.CONFIG_JSON,
+    results.METRICS_CSV,
+    results.DONE_JSON,
+    results.FAILED_JSON,
+    os.path.join(results.CHECKPOINT_DIR, results.CHECKPOINT_FILE),
+  ):
     path = os.path.join(run_dir, name)
     if os.path.exists(path):
       os.unlink(path)
@@ -230,8 +225,18 @@ def train_run(config: RunConfig, run_dir, **kwargs):
   return train_stack([config], [run_dir], **kwargs)[0]
 
 
-def train_stack(configs, run_dirs, data_dir=None, tensorboard=False, progress=None,
-                train_jit=None, eval_jit=True, log=None, allow_download=False, restart_damaged=False):
+def train_stack(
+  configs,
+  run_dirs,
+  data_dir=None,
+  tensorboard=False,
+  progress=None,
+  train_jit=None,
+  eval_jit=True,
+  log=None,
+  allow_download=False,
+  restart_damaged=False,
+):
   """Trains (or resumes, or skips) runs that differ only in their seed, in one graph.
 
   Runs already done or failed are summarised and left alone; the others are
@@ -282,8 +287,17 @@ def train_stack(configs, run_dirs, data_dir=None, tensorboard=False, progress=No
     splits = load_dataset(configs[0].dataset, data_dir, allow_download=allow_download)
   for step in sorted(waiting):
     members = waiting[step]
-    group = _train_group([configs[i] for i in members], [run_dirs[i] for i in members], [loaded[i] for i in members],
-                         splits, tensorboard, progress, train_jit, eval_jit, log)
+    group = _train_group(
+      [configs[i] for i in members],
+      [run_dirs[i] for i in members],
+      [loaded[i] for i in members],
+      splits,
+      tensorboard,
+      progress,
+      train_jit,
+      eval_jit,
+      log,
+    )
     for i, summary in zip(members, group):
       summaries[i] = summary
   return summaries
@@ -306,21 +320,31 @@ def _train_group(configs, run_dirs, loaded, splits, tensorboard, progress, train
     results_io.write_metrics(metrics_paths[m], metrics)
     elapsed[m] = float(metrics["wall_time_s"].iloc[-1]) if len(metrics) else 0.0
     if log is not None:
-      where = f"resuming from its checkpoint at step {int(state['step'])}" if state is not None else "starting at step 0"
+      where = (
+        f"resuming from its checkpoint at step {int(state['step'])}" if state is not None else "starting at step 0"
+      )
       stacked = f" (in a stack of {size} runs)" if size > 1 else ""
       log(f"{config.run_id}: {where}{stacked}")
   step = int(trainer.step.numpy())
   config = configs[0]
-  writers = [tf.summary.create_file_writer(os.path.join(d, "tensorboard")) if tensorboard else None
-             for d in run_dirs]
+  writers = [tf.summary.create_file_writer(os.path.join(d, "tensorboard")) if tensorboard else None for d in run_dirs]
   active = [True] * size
   summaries = [None] * size
 
   def evaluate(steps_per_sec, with_bounds):
     train_elbo, variance = trainer.train_elbo(), trainer.gradient_variance()
-    rows = [dict(step=step, steps_per_sec=steps_per_sec, stack_size=size, train_elbo=train_elbo[m],
-                 grad_variance=variance[m], valid_bound_100=math.nan, test_bound_100=math.nan)
-            for m in range(size)]
+    rows = [
+      dict(
+        step=step,
+        steps_per_sec=steps_per_sec,
+        stack_size=size,
+        train_elbo=train_elbo[m],
+        grad_variance=variance[m],
+        valid_bound_100=math.nan,
+        test_bound_100=math.nan,
+      )
+      for m in range(size)
+    ]
     if with_bounds or trainer.logs_bound_k:
       for row, bounds in zip(rows, trainer.bound_columns(with_100=with_bounds)):
         row.update(bounds)
@@ -343,8 +367,7 @@ def _train_group(configs, run_dirs, loaded, splits, tensorboard, progress, train
   def fail(m, why):
     active[m] = False
     results_io.atomic_write_json(os.path.join(run_dirs[m], results.FAILED_JSON), {"reason": why, "step": step})
-    summaries[m] = results_io.summarize(configs[m].to_dict(), results_io.read_metrics(metrics_paths[m]),
-                                        "failed", why)
+    summaries[m] = results_io.summarize(configs[m].to_dict(), results_io.read_metrics(metrics_paths[m]), "failed", why)
 
   # Trace the training block now so that the first block's steps/s measures training, not tracing.
   trainer.trace()

@@ -41,6 +41,8 @@ class Progress:
     self.total_runs, self.total_steps = total_runs, total_steps
     self.done_runs, self.done_steps = 0, 0
     self.active = {}  # run_id -> last reported step
+    self.first_step = {}  # run_id -> the step this driver first saw it at
+    self.last_step = {}  # run_id -> the last step this driver saw
     self.start = time.time()
     self.stream = stream
 
@@ -64,7 +66,13 @@ class Progress:
       self._print(f"[log] {event['text']}")
     elif event["kind"] == "progress":
       self.active[event["run_id"]] = event["step"]
+      self.first_step.setdefault(event["run_id"], event["step"])
+      self.last_step[event["run_id"]] = event["step"]
       self.line(event["run_id"], event["step"], event["num_steps"], event["steps_per_sec"])
+
+  def trained_steps(self):
+    """Member-steps this driver trained (each run from the first step it reported to the last)."""
+    return sum(self.last_step[r] - self.first_step[r] for r in self.last_step)
 
   def line(self, run_id, step, num_steps, steps_per_sec):
     elapsed = time.time() - self.start
@@ -72,9 +80,11 @@ class Progress:
     rate = steps_so_far / elapsed if elapsed > 0 and steps_so_far else float("nan")
     eta = (self.total_steps - steps_so_far) / rate if rate == rate and rate > 0 else float("nan")
     running = f", {len(self.active)} running" if len(self.active) > 1 else ""
-    self._print(f"[{self.done_runs}/{self.total_runs} done{running}] {run_id} step {step}/{num_steps} "
-                f"| {steps_per_sec:.0f} train steps/s | elapsed {format_duration(elapsed)} "
-                f"| sweep ETA {format_duration(eta)}")
+    self._print(
+      f"[{self.done_runs}/{self.total_runs} done{running}] {run_id} step {step}/{num_steps} "
+      f"| {steps_per_sec:.0f} train steps/s | elapsed {format_duration(elapsed)} "
+      f"| sweep ETA {format_duration(eta)}"
+    )
 
 
 def stack_runs(pending, max_stack):
@@ -89,7 +99,7 @@ def stack_runs(pending, max_stack):
   cells = {}
   for config, run_dir in pending:
     cells.setdefault(dataclasses.replace(config, seed=0), []).append((config, run_dir))
-  chunked = [[runs[i:i + max_stack] for i in range(0, len(runs), max_stack)] for runs in cells.values()]
+  chunked = [[runs[i : i + max_stack] for i in range(0, len(runs), max_stack)] for runs in cells.values()]
   stacks = []
   for round_index in range(max((len(c) for c in chunked), default=0)):
     stacks += [c[round_index] for c in chunked if round_index < len(c)]
@@ -110,51 +120,87 @@ def prepare_sweep_dir(grid, sweep_dir, extend=False):
   try:
     stored = Grid.from_dict(results_io.read_json(path))
   except ValueError as e:
-    raise SweepError(f"{path} is unreadable ({e}); move the sweep folder away or pass another --sweep_name")
+    raise SweepError(f"{path} is unreadable ({e}); move the sweep folder away or pass another --sweep_name") from None
   differences = stored.differences(grid)
   if not differences:
     return grid
   listed = "; ".join(f"{k}: sweep {v[0]!r}, now {v[1]!r}" for k, v in differences.items())
   if not extend:
-    raise SweepError(f"{sweep_dir} holds a sweep with another grid or settings ({listed}). Nothing was changed. "
-                     "Pass another --sweep_name for a new sweep, or --extend to add datasets, models, estimators "
-                     "or seeds to this one or to lengthen its runs (--num_steps larger).")
+    raise SweepError(
+      f"{sweep_dir} holds a sweep with another grid or settings ({listed}). Nothing was changed. "
+      "Pass another --sweep_name for a new sweep, or --extend to add datasets, models, estimators "
+      "or seeds to this one or to lengthen its runs (--num_steps larger)."
+    )
   growing = ("datasets", "models", "estimators", "seeds")
   for key, (old, new) in differences.items():
     if key in growing:
       dropped = [v for v in old if v not in new]
       if dropped:
-        raise SweepError(f"--extend adds to a sweep and never drops from it: {key} {dropped} would be left out. "
-                         f"Keep them in --{key}, or pass another --sweep_name.")
+        raise SweepError(
+          f"--extend adds to a sweep and never drops from it: {key} {dropped} would be left out. "
+          f"Keep them in --{key}, or pass another --sweep_name."
+        )
     elif key == "num_steps":
       if new < old:
         raise SweepError(f"--extend lengthens runs; num_steps {new} is shorter than the sweep's {old}")
       if old % stored.eval_every:
-        raise SweepError(f"the sweep's runs end at step {old}, off its evaluation cadence ({stored.eval_every}): "
-                         "they cannot be lengthened in place; pass another --sweep_name")
+        raise SweepError(
+          f"the sweep's runs end at step {old}, off its evaluation cadence ({stored.eval_every}): "
+          "they cannot be lengthened in place; pass another --sweep_name"
+        )
     else:
-      raise SweepError(f"--extend cannot change {key} (sweep {old!r}, now {new!r}): runs with different "
-                       "settings would be mixed. Pass another --sweep_name.")
+      raise SweepError(
+        f"--extend cannot change {key} (sweep {old!r}, now {new!r}): runs with different "
+        "settings would be mixed. Pass another --sweep_name."
+      )
   return grid
 
 
 def _lengthen_finished_run(run_dir, config):
   """A finished run of an extended sweep: its config takes the new length and its DONE.json goes (it resumes)."""
   from contracts.settings import RunConfig
+
   path = os.path.join(run_dir, results.CONFIG_JSON)
   if not os.path.exists(path):
     return
   stored = RunConfig.from_dict(results_io.read_json(path))
   if stored.settings.differences(config.settings) == ["num_steps"] and stored.num_steps < config.num_steps:
     from training.runner import config_record
+
     results_io.atomic_write_json(path, config_record(config))
     for marker in (results.DONE_JSON,):
       if os.path.exists(os.path.join(run_dir, marker)):
         os.unlink(os.path.join(run_dir, marker))
 
 
-def run_sweep(grid, sweep_dir, data_dir=None, tensorboard=False, retry_failed=False, stream=None,
-              executor=None, max_stack=1, extend=False, plugins=(), allow_download=False, restart_damaged=False):
+def _log_throughput(sweep_dir, progress, executor, max_stack):
+  """Appends what this driver achieved to the sweep's log: member-steps over clock time, across stacks and workers."""
+  clock = time.time() - progress.start
+  steps = progress.trained_steps()
+  entry = dict(
+    clock_s=round(clock, 1),
+    member_steps=int(steps),
+    member_steps_per_sec=round(steps / clock, 1) if clock > 0 else None,
+    executor=executor.description,
+    max_stack=max_stack,
+  )
+  results_io.append_json_line(os.path.join(sweep_dir, results.SWEEP_LOG), entry)
+
+
+def run_sweep(
+  grid,
+  sweep_dir,
+  data_dir=None,
+  tensorboard=False,
+  retry_failed=False,
+  stream=None,
+  executor=None,
+  max_stack=1,
+  extend=False,
+  plugins=(),
+  allow_download=False,
+  restart_damaged=False,
+):
   """Runs every config of ``grid`` under ``sweep_dir``; returns the summary DataFrame.
 
   ``executor``: from ``training.executors.make_executor`` (default: this process).
@@ -194,10 +240,19 @@ def run_sweep(grid, sweep_dir, data_dir=None, tensorboard=False, retry_failed=Fa
       progress.skip(config, f"already {status}" + ("" if status == "done" else " (--retry_failed retries it)"))
       continue
     pending.append((config, run_dir))
-  tasks = [Task(tuple(c for c, _ in stack), tuple(d for _, d in stack), data_dir=data_dir,
-                tensorboard=tensorboard, retry_failed=retry_failed, plugins=tuple(plugins),
-                allow_download=allow_download, restart_damaged=restart_damaged)
-           for stack in stack_runs(pending, max_stack)]
+  tasks = [
+    Task(
+      tuple(c for c, _ in stack),
+      tuple(d for _, d in stack),
+      data_dir=data_dir,
+      tensorboard=tensorboard,
+      retry_failed=retry_failed,
+      plugins=tuple(plugins),
+      allow_download=allow_download,
+      restart_damaged=restart_damaged,
+    )
+    for stack in stack_runs(pending, max_stack)
+  ]
   if tasks:
     stacked = f" in {len(tasks)} stack(s) of up to {max_stack}" if max_stack > 1 else ""
     progress._print(f"{len(pending)} run(s) to train or resume{stacked}, {executor.description}")
@@ -221,12 +276,17 @@ def run_sweep(grid, sweep_dir, data_dir=None, tensorboard=False, retry_failed=Fa
       else:
         executor.stop()
         results_io.rebuild_summary(sweep_dir)
-        raise SweepError(f"{result['message']}\n(sweep stopped at {config.run_id}; "
-                         "runs already finished are untouched)")
+        raise SweepError(
+          f"{result['message']}\n(sweep stopped at {config.run_id}; runs already finished are untouched)"
+        )
   finally:
     outcomes.close()
   summary = results_io.rebuild_summary(sweep_dir)
+  if tasks:
+    _log_throughput(sweep_dir, progress, executor, max_stack)
   if crashes:
-    raise SweepError(f"{len(crashes)} run(s) stopped on an unexpected error (printed above): "
-                     f"{', '.join(crashes)}. The other runs went on; a rerun resumes these.")
+    raise SweepError(
+      f"{len(crashes)} run(s) stopped on an unexpected error (printed above): "
+      f"{', '.join(crashes)}. The other runs went on; a rerun resumes these."
+    )
   return summary

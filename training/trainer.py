@@ -29,7 +29,8 @@ from contracts import results, streams
 from datasets import binarize
 from estimators import get_estimator
 from models import build_model, num_stochastic_layers
-from training import engine, noise as noise_lib
+from training import engine
+from training import noise as noise_lib
 from training.data_order import DataOrder
 from training.optim import SGD, Adam
 
@@ -81,12 +82,19 @@ class Trainer(tf.Module):
     self.options = engine.StepOptions.from_settings(config.settings)
     layers = num_stochastic_layers(config.model) if model is None else model.num_layers
     init_salt = streams.MODEL_INIT_SALT if layers == 1 else streams.LAYERED_MODEL_INIT_SALT
-    self.model = model or build_model(config.model, splits.mean_train, seed=self._seeds(init_salt, as_list=True),
-                                      encoder_input=config.encoder_input, latent_input=config.latent_input,
-                                      initialization=config.initialization)
+    self.model = model or build_model(
+      config.model,
+      splits.mean_train,
+      seed=self._seeds(init_salt, as_list=True),
+      encoder_input=config.encoder_input,
+      latent_input=config.latent_input,
+      initialization=config.initialization,
+    )
     if getattr(self.model, "num_members", None) != (self.num_members if self.stacked else None):
-      raise ValueError(f"the model must be {'stacked for ' + str(self.num_members) if self.stacked else 'unstacked'} "
-                       "member(s): built with seed=<list of seed pairs> exactly when the runs are stacked")
+      raise ValueError(
+        f"the model must be {'stacked for ' + str(self.num_members) if self.stacked else 'unstacked'} "
+        "member(s): built with seed=<list of seed pairs> exactly when the runs are stacked"
+      )
     self.num_layers = self.model.num_layers
     self.train_images = tf.constant(splits.train, tf.float32)
     self.valid_images = tf.constant(splits.valid, tf.float32)
@@ -99,25 +107,34 @@ class Trainer(tf.Module):
     eps = config.adam_epsilon
     self.encoder_optimizer = Adam(self.model.encoder_variables, config.encoder_lr, epsilon=eps, name="encoder_adam")
     self.decoder_optimizer = Adam(self.model.decoder_variables, config.decoder_lr, epsilon=eps, name="decoder_adam")
-    self.prior_optimizer = SGD([self.model.prior_logits], config.prior_lr, name="prior_sgd") \
-        if config.train_prior else None
+    self.prior_optimizer = (
+      SGD([self.model.prior_logits], config.prior_lr, name="prior_sgd") if config.train_prior else None
+    )
     trainable = self.estimator.trainable
     if trainable is not None:
       state_seeds = self._seeds(streams.ESTIMATOR_STATE_SALT)
       per_layer = [state_seeds] if self.num_layers == 1 else noise_lib.split(state_seeds, self.num_layers)
       self.estimator_states = [
-          trainable.init(self.model.num_latents, self.model.context_dim(l), noise_lib.params_for(s, self.stacked))
-          for l, s in enumerate(per_layer)]
+        trainable.init(self.model.num_latents, self.model.context_dim(l), noise_lib.params_for(s, self.stacked))
+        for l, s in enumerate(per_layer)
+      ]
       learning_rate = config.estimator_lr or trainable.learning_rate or config.encoder_lr
-      self.estimator_optimizer = Adam([v for s in self.estimator_states for v in s.trainable_variables],
-                                      learning_rate, beta1=trainable.beta1, beta2=trainable.beta2, epsilon=eps,
-                                      name="estimator_adam")
+      self.estimator_optimizer = Adam(
+        [v for s in self.estimator_states for v in s.trainable_variables],
+        learning_rate,
+        beta1=trainable.beta1,
+        beta2=trainable.beta2,
+        epsilon=eps,
+        name="estimator_adam",
+      )
     else:
       self.estimator_states = None
-    self.grad_mean_ema = [tf.Variable(tf.zeros_like(v), trainable=False, name="grad_mean_ema")
-                          for v in self.model.encoder_variables]
-    self.grad_sq_ema = [tf.Variable(tf.zeros_like(v), trainable=False, name="grad_sq_ema")
-                        for v in self.model.encoder_variables]
+    self.grad_mean_ema = [
+      tf.Variable(tf.zeros_like(v), trainable=False, name="grad_mean_ema") for v in self.model.encoder_variables
+    ]
+    self.grad_sq_ema = [
+      tf.Variable(tf.zeros_like(v), trainable=False, name="grad_sq_ema") for v in self.model.encoder_variables
+    ]
     self.basket = [get_estimator(name) for name in config.basket]
     # On CPU, XLA compiling the training loop measured slower than TensorFlow's own
     # kernels, while the evaluation's large matmul + softplus + sum batches gain from
@@ -125,8 +142,9 @@ class Trainer(tf.Module):
     # a different (equally valid) random stream for the same stateless seed.
     index_shape = [None, self.num_members, config.batch_size] if self.stacked else [None, config.batch_size]
     train_jit = config.xla_training if train_jit is None else train_jit
-    self._train_block = tf.function(self._train_block_impl, jit_compile=train_jit,
-                                    input_signature=[tf.TensorSpec(index_shape, tf.int32)])
+    self._train_block = tf.function(
+      self._train_block_impl, jit_compile=train_jit, input_signature=[tf.TensorSpec(index_shape, tf.int32)]
+    )
     # The moving averages are pure elementwise streams over every encoder parameter:
     # compiled, XLA fuses each into one pass over memory.
     self._moving_averages = tf.function(self._moving_averages_impl, jit_compile=True)
@@ -135,7 +153,7 @@ class Trainer(tf.Module):
     self._bound_sum = tf.function(self._bound_sum_impl, jit_compile=eval_jit)
 
   def _seeds(self, salt, as_list=False):
-    """``(seed, salt)`` per member: ``[M, 2]`` when stacked, ``[2]`` for one run (a list of pairs / a pair with as_list)."""
+    """``(seed, salt)`` per member: ``[M, 2]`` stacked, ``[2]`` for one run (``as_list``: pairs, not a tensor)."""
     pairs = [(s, salt) for s in self.seeds]
     if as_list:
       return pairs if self.stacked else pairs[0]
@@ -152,10 +170,13 @@ class Trainer(tf.Module):
     ``per_member`` variables carry the member axis first when stacked; the others
     (step counters) are shared by all members. Data tensors are rebuilt from the files.
     """
-    groups = [("model/encoder", self.model.encoder_variables),
-              ("model/decoder", self.model.decoder_variables),
-              ("model/prior_logits", [self.model.prior_logits]),
-              ("grad_mean_ema", self.grad_mean_ema), ("grad_sq_ema", self.grad_sq_ema)]
+    groups = [
+      ("model/encoder", self.model.encoder_variables),
+      ("model/decoder", self.model.decoder_variables),
+      ("model/prior_logits", [self.model.prior_logits]),
+      ("grad_mean_ema", self.grad_mean_ema),
+      ("grad_sq_ema", self.grad_sq_ema),
+    ]
     optimizers = [("encoder_adam", self.encoder_optimizer), ("decoder_adam", self.decoder_optimizer)]
     if self.estimator_states is not None:
       groups.append(("estimator_state", [v for s in self.estimator_states for v in s.trainable_variables]))
@@ -172,8 +193,10 @@ class Trainer(tf.Module):
 
   def member_state(self, m):
     """Member ``m``'s state as ``{name: numpy array}`` (what a lone run of its seed would hold)."""
-    state = {name: (v[m] if per_member and self.stacked else v).numpy()
-             for name, (v, per_member) in self.state_variables().items()}
+    state = {
+      name: (v[m] if per_member and self.stacked else v).numpy()
+      for name, (v, per_member) in self.state_variables().items()
+    }
     state.update(self.data_orders[m].state())
     return state
 
@@ -182,8 +205,10 @@ class Trainer(tf.Module):
     variables = self.state_variables()
     missing = sorted(set(variables) - set(state))
     if missing:
-      raise ValueError(f"the checkpoint lacks {', '.join(missing[:5])}: it was written by another "
-                       "model, estimator or version of the suite")
+      raise ValueError(
+        f"the checkpoint lacks {', '.join(missing[:5])}: it was written by another "
+        "model, estimator or version of the suite"
+      )
     for name, (v, per_member) in variables.items():
       value = np.asarray(state[name])
       target_shape = v.shape[1:] if per_member and self.stacked else v.shape
@@ -266,12 +291,12 @@ class Trainer(tf.Module):
     t = int(self.step.numpy())
     if t == 0:
       return [math.nan] * self.num_members
-    correction = 1.0 - self.config.grad_ema_decay ** t if self.config.grad_variance_debias else 1.0
+    correction = 1.0 - self.config.grad_ema_decay**t if self.config.grad_variance_debias else 1.0
     total, count = np.zeros(self.num_members), 0
     for mean_ema, sq_ema in zip(self.grad_mean_ema, self.grad_sq_ema):
       mean = mean_ema.numpy().astype(np.float64) / correction
       sq = sq_ema.numpy().astype(np.float64) / correction
-      per_member = (sq - mean ** 2).reshape(self.num_members, -1)
+      per_member = (sq - mean**2).reshape(self.num_members, -1)
       total += np.sum(per_member, axis=1)
       count += per_member.shape[1]
     return [float(v) for v in total / count]
@@ -317,7 +342,7 @@ class Trainer(tf.Module):
     n = int(images.shape[0])
     total = tf.zeros([self.num_members] if self.stacked else [])
     for i, start in enumerate(range(0, n, chunk)):
-      total += fn(images[start:start + chunk], noise_lib.fold(binarization, i), noise_lib.fold(now, i), *args)
+      total += fn(images[start : start + chunk], noise_lib.fold(binarization, i), noise_lib.fold(now, i), *args)
     return [v / n for v in self._per_member(total.numpy())]
 
   def train_elbo(self):
@@ -345,8 +370,10 @@ class Trainer(tf.Module):
     costs K/100 of them, so it is computed at every evaluation and gives its curve.
     """
     nan = [math.nan] * self.num_members
-    columns = {"valid_bound_100": self.bound("valid") if with_100 else nan,
-               "test_bound_100": self.bound("test") if with_100 else nan}
+    columns = {
+      "valid_bound_100": self.bound("valid") if with_100 else nan,
+      "test_bound_100": self.bound("test") if with_100 else nan,
+    }
     k = self.estimator.num_f_evals if self.logs_bound_k else None
     columns["valid_bound_k"] = self.bound("valid", k) if k else nan
     columns["test_bound_k"] = self.bound("test", k) if k else nan
@@ -372,17 +399,26 @@ class Trainer(tf.Module):
       updated = []
       for e, estimator in enumerate(self.basket):
         states = self.estimator_states if estimator.name == self.estimator.name else None
-        grads = engine.step_gradients(self.model, estimator, x, noise_lib.noise_for(draw_seeds[2 + e], self.stacked),
-                                      states, self.options, decoder=False, train_state=False).encoder
-        sums = accumulators[2 * e * num_vars:(2 * e + 1) * num_vars]
-        squares = accumulators[(2 * e + 1) * num_vars:(2 * e + 2) * num_vars]
+        grads = engine.step_gradients(
+          self.model,
+          estimator,
+          x,
+          noise_lib.noise_for(draw_seeds[2 + e], self.stacked),
+          states,
+          self.options,
+          decoder=False,
+          train_state=False,
+        ).encoder
+        sums = accumulators[2 * e * num_vars : (2 * e + 1) * num_vars]
+        squares = accumulators[(2 * e + 1) * num_vars : (2 * e + 2) * num_vars]
         updated += [a + g for a, g in zip(sums, grads)] + [a + tf.square(g) for a, g in zip(squares, grads)]
       return r + 1, updated
 
-    _, accumulators = tf.while_loop(lambda r, _: r < self.config.basket_draws, draw,
-                                    (tf.constant(0), zeros * (2 * len(self.basket))))
-    sums = [accumulators[2 * e * num_vars:(2 * e + 1) * num_vars] for e in range(len(self.basket))]
-    squares = [accumulators[(2 * e + 1) * num_vars:(2 * e + 2) * num_vars] for e in range(len(self.basket))]
+    _, accumulators = tf.while_loop(
+      lambda r, _: r < self.config.basket_draws, draw, (tf.constant(0), zeros * (2 * len(self.basket)))
+    )
+    sums = [accumulators[2 * e * num_vars : (2 * e + 1) * num_vars] for e in range(len(self.basket))]
+    squares = [accumulators[(2 * e + 1) * num_vars : (2 * e + 2) * num_vars] for e in range(len(self.basket))]
     return sums, squares
 
   def basket_variances(self):
@@ -405,7 +441,7 @@ class Trainer(tf.Module):
       for s, q in zip(sum_list, square_list):
         s = s.numpy().astype(np.float64).reshape(self.num_members, -1)
         q = q.numpy().astype(np.float64).reshape(self.num_members, -1)
-        total += np.sum((q - s ** 2 / draws) / (draws - 1), axis=1)
+        total += np.sum((q - s**2 / draws) / (draws - 1), axis=1)
         count += s.shape[1]
       for m in range(self.num_members):
         rows[m][results.basket_column(estimator.name)] = float(total[m] / count)
@@ -434,8 +470,10 @@ def check_stackable(configs):
     different = [k for k in ("dataset", "model", "estimator") if getattr(c, k) != getattr(first, k)]
     different += c.settings.differences(first.settings)
     if different:
-      raise ValueError(f"runs stacked in one graph must differ only in their seed; {c.run_id} and "
-                       f"{first.run_id} also differ in {', '.join(different)}")
+      raise ValueError(
+        f"runs stacked in one graph must differ only in their seed; {c.run_id} and "
+        f"{first.run_id} also differ in {', '.join(different)}"
+      )
   seeds = [c.seed for c in configs]
   if len(set(seeds)) != len(seeds):
     raise ValueError(f"stacked runs need distinct seeds, got {seeds}")

@@ -22,8 +22,11 @@ def canonical_grid(grid: Grid) -> Grid:
   """
   estimators = tuple(canonical_name(e) for e in grid.estimators)
   basket = tuple(canonical_name(e) for e in grid.settings.basket)
-  return grid.replace(estimators=estimators, basket=basket) if basket != grid.settings.basket \
-      else dataclasses.replace(grid, estimators=estimators)
+  return (
+    grid.replace(estimators=estimators, basket=basket)
+    if basket != grid.settings.basket
+    else dataclasses.replace(grid, estimators=estimators)
+  )
 
 
 def validate_config(config: RunConfig):
@@ -38,30 +41,40 @@ def validate_config(config: RunConfig):
     raise ValueError(f"estimator {config.estimator!r} is filed as {estimator.name!r}; use that name")
   num_train = SPLIT_SIZES[config.dataset][0]
   if config.batch_size > num_train:
-    raise ValueError(f"batch_size {config.batch_size} exceeds the {num_train} training images of "
-                     f"{config.dataset}; use a batch size of at most {num_train}")
+    raise ValueError(
+      f"batch_size {config.batch_size} exceeds the {num_train} training images of "
+      f"{config.dataset}; use a batch size of at most {num_train}"
+    )
   layered = num_stochastic_layers(config.model) > 1
   if layered:
     if estimator.multi_sample:
-      raise ValueError(f"layered model {config.model} trains one single-sample estimate per layer; "
-                       f"{config.estimator} estimates a multi-sample bound")
+      raise ValueError(
+        f"layered model {config.model} trains one single-sample estimate per layer; "
+        f"{config.estimator} estimates a multi-sample bound"
+      )
     if config.basket:
       raise ValueError(f"the variance basket measures single-layer models; drop --basket for {config.model}")
     if config.decoder_sample != "independent":
-      raise ValueError(f"layered model {config.model} trains decoder and prior on its forward sample "
-                       f"(decoder_sample=independent); got decoder_sample={config.decoder_sample}")
+      raise ValueError(
+        f"layered model {config.model} trains decoder and prior on its forward sample "
+        f"(decoder_sample=independent); got decoder_sample={config.decoder_sample}"
+      )
   elif config.share_upper_noise:
     raise ValueError(f"share_upper_noise applies to layered models only, not {config.model}")
   if config.basket:
     if estimator.multi_sample:
-      raise ValueError(f"a variance basket compares estimators of the ELBO gradient; {config.estimator} trains "
-                       "a multi-sample bound. Drop --basket for it.")
+      raise ValueError(
+        f"a variance basket compares estimators of the ELBO gradient; {config.estimator} trains "
+        "a multi-sample bound. Drop --basket for it."
+      )
     for name in config.basket:
       other = get_estimator(name)
       if other.multi_sample or (other.has_state and name != config.estimator):
-        raise ValueError(f"basket estimator {name!r} cannot be measured at another estimator's parameters: the "
-                         "basket takes single-sample estimators without trainable parameters, plus the run's "
-                         "own estimator")
+        raise ValueError(
+          f"basket estimator {name!r} cannot be measured at another estimator's parameters: the "
+          "basket takes single-sample estimators without trainable parameters, plus the run's "
+          "own estimator"
+        )
 
 
 def validate_grid(grid: Grid):

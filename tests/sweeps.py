@@ -1,6 +1,6 @@
 """Tiny real sweeps for the plots tests and for trying the report: the real writer, then (if asked) chosen values.
 
-    python -m plots.testing /tmp/demo && python -m plots.make_report --results_dir=/tmp/demo/main
+    python -m tests.sweeps /tmp/demo && python -m plots.make_report --results_dir=/tmp/demo/main
 
 (``build_sweep`` builds every sweep of ``SWEEPS`` side by side in background processes.)
 
@@ -11,8 +11,8 @@ logic), ``set_metric_values`` overwrites chosen values of chosen runs through
 ``training.results_io`` (``read_metrics``, ``write_metrics``, ``rebuild_summary``): the
 columns, the summary and every file stay the writer's.
 
-Unlike the rest of ``plots`` this module needs the training stack (TensorFlow); it is
-imported by tests and demos only.
+It lives with the tests because it needs the training stack (TensorFlow), which plots/
+never imports.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def start_builds(root: str, names=None) -> None:
     with open(log_path, "w") as log:
       env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
       process = subprocess.Popen(
-        [sys.executable, "-m", "plots.testing", "build", name, os.path.abspath(root)],
+        [sys.executable, "-m", "tests.sweeps", "build", name, os.path.abspath(root)],
         cwd=REPO_ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -230,4 +230,4 @@ if __name__ == "__main__":
     for sweep in SWEEPS:
       print(build_sweep_here(sweep, sys.argv[1]))
   else:
-    sys.exit("usage: python -m plots.testing OUT_DIR   (or: build NAME ROOT)")
+    sys.exit("usage: python -m tests.sweeps OUT_DIR   (or: build NAME ROOT)")
