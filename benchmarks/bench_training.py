@@ -4,6 +4,8 @@
   python3 -m benchmarks.bench_training                  # the full table (~10 minutes on 2 CPU cores)
   python3 -m benchmarks.bench_training --quick          # linear DisARM and evaluation only
   python3 -m benchmarks.bench_training --stacks=1,5,20,120 --xla   # on a GPU
+  python3 -m benchmarks.bench_training --models=nonlinear --estimators=disarm \
+    --new_estimators=rodeo_2,rodeo_3 --rodeo_stacks=1,3 --evaluation=false --block=50   # RODEO in stacks
 
 Prints first the machine (CPU model and its vector extensions, cores, TensorFlow,
 devices) and a reference rate: TensorFlow's float32 matrix product of the evaluation's
@@ -41,6 +43,7 @@ flags.DEFINE_list(
   "Estimators timed under the RODEO protocol (nonlinear, batch 100) against DisARM there.",
 )
 flags.DEFINE_list("stacks", ["1", "5"], "Stack sizes S to time (runs trained in one graph).")
+flags.DEFINE_list("rodeo_stacks", ["1"], "Stack sizes S for the RODEO-protocol rows.")
 flags.DEFINE_integer("block", 500, "Training steps per timed call.")
 flags.DEFINE_integer("repetitions", 3, "Timed calls per figure (the median is reported).")
 flags.DEFINE_bool("training", True, "Time training steps.")
@@ -97,7 +100,7 @@ def main(argv):
       rows.append(("rodeo", "nonlinear", "disarm"))
       rows += [("rodeo", "nonlinear", e) for e in FLAGS.new_estimators]
     for preset, model, estimator in rows:
-      for size in stacks if preset == "paper" else [1]:
+      for size in stacks if preset == "paper" else [int(s) for s in FLAGS.rodeo_stacks]:
         ms = step_ms(preset, model, estimator, size)
         steps[preset, model, estimator, size] = ms
         base = steps.get((preset, model, "disarm", size))

@@ -67,15 +67,24 @@ def init_state(num_latents, context_dim, params):
 def control_network(state, values, linear):
   """``H(f, lin)``: ``values`` ``[P, 1, *batch]`` and ``linear`` ``[P, N, *batch]`` -> ``[P, N, *batch, 2]``.
 
-  Each input goes through its own dense layer from one feature: a broadcast product
-  (the weights ``[1, 100]``, or ``[M, 1, 100]`` for stacked runs, align with the
-  trailing ``[..., B, 1]`` axes), and the value's layer is computed once for the ``N``
-  points that share it.
+  Each input goes through its own dense layer from one feature: a broadcast product,
+  with the value's layer computed once for the ``N`` points that share it. For stacked
+  runs (weights ``[M, 1, 100]``, ``*batch`` = ``[M, B]``) the network runs copy-first
+  (``[M, P, N, B, 100]``), so that its weight gradients are reductions over adjacent
+  axes and batched products rather than reductions around the member axis.
   """
+  w = state.out_w
+  linear = ops.copies_first(linear[..., tf.newaxis], w)  # [(M,) P, N, (M,) B, 1]
+  values = ops.copies_first(values[..., tf.newaxis], w)
+  rank = linear.shape.rank
   hidden = (
-    linear[..., tf.newaxis] * state.linear_w + state.linear_b + values[..., tf.newaxis] * state.value_w + state.value_b
+    linear * ops.broadcast_weights(state.linear_w, rank)
+    + ops.broadcast_weights(state.linear_b, rank)
+    + values * ops.broadcast_weights(state.value_w, rank)
+    + ops.broadcast_weights(state.value_b, rank)
   )
-  return ops.dense(tf.nn.leaky_relu(hidden, alpha=LEAKY_SLOPE), state.out_w, state.out_b)
+  outputs = ops.dense_copies_first(tf.nn.leaky_relu(hidden, alpha=LEAKY_SLOPE), w, state.out_b)
+  return ops.copies_back(outputs, w)
 
 
 def rodeo_terms(f, logits, noise, state, num_samples):

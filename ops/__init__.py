@@ -43,3 +43,41 @@ def matmul(x, w):
 def dense(x, w, b):
   """``matmul(x, w) + b`` (``b`` ``[1, k]``, or ``[M, 1, k]`` with copies)."""
   return matmul(x, w) + b
+
+
+def copies_first(x, w):
+  """``x`` ``[..., M, B, n]`` as ``[M, ..., B, n]`` when ``w`` has copies (rank 3), else ``x`` itself.
+
+  Networks applied to many points per example (RODEO's control network) keep their
+  large activations copy-first: the per-copy weight gradients are then reductions
+  over adjacent axes and batched products, not reductions around a middle axis.
+  """
+  if w.shape.rank == 2:
+    return x
+  rank = x.shape.rank
+  return tf.transpose(x, [rank - 3] + list(range(rank - 3)) + [rank - 2, rank - 1])
+
+
+def copies_back(x, w):
+  """The inverse of ``copies_first``: ``[M, ..., B, n]`` -> ``[..., M, B, n]``."""
+  if w.shape.rank == 2:
+    return x
+  rank = x.shape.rank
+  return tf.transpose(x, list(range(1, rank - 2)) + [0, rank - 2, rank - 1])
+
+
+def broadcast_weights(w, rank):
+  """Weights ``[n, k]`` or ``[M, n, k]`` shaped to broadcast against a copy-first ``[M, ..., n, k]`` of ``rank``."""
+  if w.shape.rank == 2:
+    return w
+  return tf.reshape(w, tf.concat([tf.shape(w)[:1], tf.ones([rank - 3], tf.int32), tf.shape(w)[1:]], axis=0))
+
+
+def dense_copies_first(x, w, b):
+  """``dense`` for a copy-first ``x`` ``[M, ..., n]`` (copies) or any ``x`` ``[..., n]`` (no copies)."""
+  if w.shape.rank == 2:
+    return dense(x, w, b)
+  shape = tf.shape(x)
+  flat = tf.reshape(x, tf.stack([shape[0], -1, shape[-1]]))
+  product = tf.matmul(flat, w) + b  # [M, rows, k]
+  return tf.reshape(product, tf.concat([shape[:-1], tf.shape(w)[-1:]], axis=0))

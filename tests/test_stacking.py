@@ -72,7 +72,9 @@ def assert_same_run(state, reference, cfg):
       np.testing.assert_array_equal(state[name], value, err_msg=name)
 
 
-@pytest.mark.parametrize("estimator,model", [("disarm", "linear"), ("relax", "linear"), ("disarm", "nonlinear")])
+@pytest.mark.parametrize(
+  "estimator,model", [("disarm", "linear"), ("relax", "linear"), ("disarm", "nonlinear"), ("rodeo_2", "linear")]
+)
 def test_stacked_members_equal_lone_runs(estimator, model):
   """S = 3 members over 300 steps against three lone runs: parameters, losses, evaluations."""
   splits = fake_splits()
