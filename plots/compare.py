@@ -186,6 +186,21 @@ class ClaimResult:
     return self.to_markdown()
 
 
+def _judged(claim, rule, verdict, details, notes, steps, seeds, basis=""):
+  """A claim judged on runs; ``steps`` and ``seeds``: the judged cells' run lengths and seed counts."""
+  return ClaimResult(
+    claim.claim,
+    claim.statement,
+    rule,
+    verdict,
+    details,
+    notes,
+    _range_text(steps),
+    _range_text(seeds, lambda x: str(int(x))),
+    basis,
+  )
+
+
 def combine_verdicts(verdicts) -> str:
   """fails if any fails; holds if non-empty and all hold; else not enough to tell."""
   v = list(verdicts)
@@ -357,16 +372,7 @@ def _paired_claim(claim: Claim, data) -> ClaimResult:
       "Pairs have equal num_f_evals in their runs' config.json (evaluations of f per example, also "
       "the K of the bound both are evaluated with)."
     )
-  return ClaimResult(
-    claim.claim,
-    claim.statement,
-    rule,
-    verdict,
-    details,
-    notes,
-    _range_text(steps),
-    _range_text(seeds, lambda x: str(int(x))),
-  )
+  return _judged(claim, rule, verdict, details, notes, steps, seeds)
 
 
 def _names(names) -> str:
@@ -438,16 +444,7 @@ def _costs_more_claim(claim: Claim, data) -> ClaimResult:
     return ClaimResult(claim.claim, claim.statement, rule, NOT_ENOUGH, details, notes)
   verdict = _overall(details, notes)
   notes += _missing_paper_cells(done)
-  return ClaimResult(
-    claim.claim,
-    claim.statement,
-    rule,
-    verdict,
-    details,
-    notes,
-    _range_text(steps),
-    _range_text(seeds, lambda x: str(int(x))),
-  )
+  return _judged(claim, rule, verdict, details, notes, steps, seeds)
 
 
 def _run_medians(frame: pd.DataFrame, num_col: str, den_col: str) -> pd.DataFrame:
@@ -566,17 +563,7 @@ def _variance_claim(claim: Claim, data) -> ClaimResult:
   verdict = _overall(details, notes)
   notes += _missing_paper_cells(metrics)
   basis = "; ".join(BASIS_TEXT[b] for b in sorted(bases))
-  return ClaimResult(
-    claim.claim,
-    claim.statement,
-    rule,
-    verdict,
-    details,
-    notes,
-    _range_text(steps),
-    _range_text(seeds, lambda x: str(int(x))),
-    basis,
-  )
+  return _judged(claim, rule, verdict, details, notes, steps, seeds, basis)
 
 
 def _toy_claim(claim: Claim, data) -> ClaimResult:
