@@ -169,14 +169,19 @@ def read_config(path: str):
   """(config dict, None) or (None, problem) for one run's config.json."""
   if not os.path.isfile(path):
     return None, f"no {results.CONFIG_JSON}"
+  return _read_json_object(path, results.CONFIG_JSON)
+
+
+def _read_json_object(path, name):
+  """(dict, None), or (None, problem) when the file ``name`` does not parse or holds no JSON object."""
   try:
     with open(path, encoding="utf-8") as f:
-      config = json.load(f)
+      value = json.load(f)
   except (OSError, UnicodeDecodeError, ValueError) as e:
-    return None, f"{results.CONFIG_JSON} does not parse ({type(e).__name__}: {_short(e)})"
-  if not isinstance(config, dict):
-    return None, f"{results.CONFIG_JSON} is not a JSON object"
-  return config, None
+    return None, f"{name} does not parse ({type(e).__name__}: {_short(e)})"
+  if not isinstance(value, dict):
+    return None, f"{name} is not a JSON object"
+  return value, None
 
 
 def _short(e, limit=120):
@@ -317,14 +322,7 @@ def _read_sweep_json(results_dir):
   path = os.path.join(results_dir, results.SWEEP_JSON)
   if not os.path.isfile(path):
     return None, None
-  try:
-    with open(path, encoding="utf-8") as f:
-      value = json.load(f)
-  except (OSError, UnicodeDecodeError, ValueError) as e:
-    return None, f"{results.SWEEP_JSON} does not parse ({type(e).__name__}: {_short(e)})"
-  if not isinstance(value, dict):
-    return None, f"{results.SWEEP_JSON} is not a JSON object"
-  return value, None
+  return _read_json_object(path, results.SWEEP_JSON)
 
 
 def basket_columns(metrics: pd.DataFrame) -> list[str]:
