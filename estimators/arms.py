@@ -18,6 +18,10 @@ the leave-one-out REINFORCE estimate rescaled to undo the samples' negative
 correlation. For K = 2 the pair is antithetic (``w_2 = 1 - w_1``) and ARMS is DisARM
 in distribution. The reference implementations add 1e-6 to the denominator; this one
 uses the exact factor (PROTOCOL.md section 8), so the K = 2 identity holds exactly.
+The factor is computed from ``m = min(s, 1 - s) = sigmoid(-|phi|)``: ``s - P2(s) =
+m - P2(m)`` on both sides of 1/2, so no difference of numbers near 1 is formed and
+saturated bits (``s`` rounding to 1 in float32 beyond ``phi`` ~ 17) get the exact
+factor ``sigmoid(|phi|)`` instead of 0/0.
 
 Reference:
   Dimitriev, Zhou. "ARMS: Antithetic-REINFORCE-Multi-Sample Gradient for Binary
@@ -31,12 +35,19 @@ import tensorflow as tf
 from estimators.base import Estimator, EstimatorOutput, check_num_samples
 
 
-def both_ones_probability(probs, num_samples):
-  """``P2(s)``: the probability that two given bits of the K copula samples are both 1."""
+def debias_factor(logits, num_samples):
+  """``s (1-s) / (s - P2(s))`` from the logits, exact where ``s`` rounds to 0 or 1.
+
+  For ``s >= 1/2``, ``P2(s) = 2s - 1 + P2(1 - s)``, so ``s - P2(s) = m - P2(m)`` with
+  ``m = min(s, 1 - s)``; ``P2(m) = 0`` for ``m <= 2^-(K-1)`` (every saturated bit), where
+  the factor is ``s (1-s) / m = sigmoid(|phi|)``.
+  """
   k1 = float(num_samples - 1)
-  low = tf.pow(tf.nn.relu(2.0 * tf.pow(probs, 1.0 / k1) - 1.0), k1)
-  high = 2.0 * probs - 1.0 + tf.pow(tf.nn.relu(2.0 * tf.pow(1.0 - probs, 1.0 / k1) - 1.0), k1)
-  return tf.where(probs < 0.5, low, high)
+  m = tf.sigmoid(-tf.abs(logits))
+  p2 = tf.pow(tf.nn.relu(2.0 * tf.pow(m, 1.0 / k1) - 1.0), k1)
+  correlated = p2 > 0.0  # only where m > 2^-(K-1): never an underflowed m
+  ratio = tf.where(correlated, m, 1.0) / tf.where(correlated, m - p2, 1.0)
+  return tf.sigmoid(tf.abs(logits)) * ratio
 
 
 def copula_samples(logits, noise, num_samples):
@@ -57,7 +68,7 @@ def arms(f, logits, noise, state=None, context=None, num_samples=2):
   bits = copula_samples(logits, noise, num_samples)  # [K, *batch, D]
   f_values = f(bits)  # [K, *batch]
   centred = (f_values - tf.reduce_mean(f_values, axis=0, keepdims=True))[..., tf.newaxis]
-  debias = probs * (1.0 - probs) / (probs - both_ones_probability(probs, num_samples))
+  debias = debias_factor(logits, num_samples)
   grad = tf.reduce_sum(centred * (bits - probs), axis=0) * debias / float(num_samples - 1)
   return EstimatorOutput(grad=grad, bits=bits, f_values=f_values, num_independent=0)
 

@@ -706,6 +706,43 @@ def test_arms_with_two_samples_is_disarm_at_the_same_uniform(num_bits):
   assert np.abs(disarm_grad).max() > 0.1  # the comparison is not between zeros
 
 
+@pytest.mark.parametrize("num_samples", [2, 3, 4, 6])
+def test_arms_factor_matches_its_formula_and_stays_finite_when_bits_saturate(num_samples):
+  """ARMS's factor s(1-s) / (s - P2(s)): the formula in float64 where it is well conditioned,
+  and sigmoid(|phi|) (finite) where float32 rounds s to 0 or 1 and the textbook form is 0/0.
+
+  The RODEO protocol's learning rate drives encoder logits past 17 within 2,000 steps: an
+  arms_4 run on MNIST died of the 0/0.
+  """
+  from estimators import arms as arms_module
+
+  k1 = num_samples - 1
+  moderate = np.linspace(-9.0, 9.0, 181)
+  s = 1.0 / (1.0 + np.exp(-moderate))
+  low = np.maximum(0.0, 2.0 * s ** (1.0 / k1) - 1.0) ** k1
+  high = 2.0 * s - 1.0 + np.maximum(0.0, 2.0 * (1.0 - s) ** (1.0 / k1) - 1.0) ** k1
+  expected = s * (1.0 - s) / (s - np.where(s < 0.5, low, high))
+  got = arms_module.debias_factor(tf.constant(moderate, tf.float32), num_samples).numpy()
+  np.testing.assert_allclose(got, expected, rtol=2e-5)
+  saturated = np.array([-200.0, -90.0, -40.0, -17.0, 17.0, 40.0, 90.0, 200.0])
+  got = arms_module.debias_factor(tf.constant(saturated, tf.float32), num_samples).numpy()
+  np.testing.assert_allclose(got, 1.0, rtol=1e-6)
+  # The estimate with saturated bits: finite, and 0 (to within s ~ 1e-13) on those bits: their
+  # samples never vary.
+  rng = np.random.default_rng(11)
+  logits = np.array([[20.0, -20.0, 100.0, -100.0], [0.4, -1.2, 30.0, -30.0]])
+  tables = rng.normal(size=(2, 16))
+  u = rng.uniform(1e-6, 1 - 1e-6, size=(num_samples, 2, 4)).astype(np.float32)
+  grad = get_estimator(f"arms_{num_samples}").fn(
+    Objective(make_f(tables)), tf.constant(logits, tf.float32), FixedNoise(u)
+  )
+  grad = grad.grad.numpy()
+  assert np.all(np.isfinite(grad)), grad
+  np.testing.assert_array_equal(grad[0], 0.0)
+  assert np.abs(grad[1, 2:]).max() < 1e-10, grad[1]
+  assert np.abs(grad[1, :2]).max() > 1e-3, grad[1]  # the varying bits are not zeros
+
+
 # --------------------------------------------------------------------------------------
 # 6. Planted errors in the learned control variates (visible only away from alpha = 0).
 # --------------------------------------------------------------------------------------
