@@ -12,6 +12,7 @@ Reference:
   Networks". ICLR 2019. (PROTOCOL.md section 2.)
 """
 
+import numpy as np
 import tensorflow as tf
 
 from estimators.base import Estimator, EstimatorOutput
@@ -42,6 +43,13 @@ def arm(f, logits, noise, state=None, context=None):
   return EstimatorOutput(grad=grad, bits=bits, f_values=f_values, num_independent=1)
 
 
+def variance_on_linear_f(s, num_bits):
+  """Var of bit 0's estimate for ``f = sum_d b_d``, all bits at ``s`` (derived in ``experiments/toy.py``)."""
+  lo = np.minimum(s, 1.0 - s)
+  hi = 1.0 - lo
+  return lo / 2.0 - lo**2 + 2.0 * lo**3 / 3.0 - (lo * hi) ** 2 + (num_bits - 1) * lo / 6.0
+
+
 ESTIMATOR = Estimator(
   name="arm",
   fn=arm,
@@ -49,4 +57,5 @@ ESTIMATOR = Estimator(
   label="ARM",
   description="ARM, antithetic pair, 2 evaluations",
   reference="Yin & Zhou, ICLR 2019",
+  variance_on_linear_f=variance_on_linear_f,
 )

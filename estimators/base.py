@@ -41,7 +41,7 @@ import dataclasses
 import enum
 import math
 from collections.abc import Callable, Sequence
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import tensorflow as tf
 
@@ -260,6 +260,11 @@ class Estimator:
       the run setting ``decoder_reduction=as_reference`` follows it.
     label: display name; family, size: ``reinforce_loo`` and 3 for ``reinforce_loo_3``.
     description: one line for ``--help`` and reports; reference: the paper.
+    variance_on_linear_f: where known in closed form, ``(s, num_bits) -> variance`` of
+      bit 0's estimate for ``f(b) = sum_d b_d`` with every bit at probability ``s``
+      (numpy, vectorised over ``s``); for ``f = delta * sum_d b_d + c`` multiply by
+      ``delta^2``. The toy problem (PROTOCOL.md section 6) checks its Monte Carlo
+      variances against it. ``None``: not known.
   """
 
   name: str
@@ -277,6 +282,7 @@ class Estimator:
   size: int | None = None
   description: str = ""
   reference: str = ""
+  variance_on_linear_f: Callable[..., Any] | None = None
 
   @property
   def multi_sample(self) -> bool:

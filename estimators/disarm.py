@@ -17,6 +17,7 @@ Reference:
 
 import functools
 
+import numpy as np
 import tensorflow as tf
 
 from estimators.arm import antithetic_pairs
@@ -35,6 +36,13 @@ def disarm(f, logits, noise, state=None, context=None, num_pairs=1):
   return EstimatorOutput(grad=tf.reduce_mean(per_pair, axis=0), bits=bits, f_values=f_values, num_independent=num_pairs)
 
 
+def variance_on_linear_f(s, num_bits):
+  """Var of bit 0's estimate (one pair) for ``f = sum_d b_d``, all bits at ``s`` (derived in ``experiments/toy.py``)."""
+  lo = np.minimum(s, 1.0 - s)
+  hi = 1.0 - lo
+  return hi**2 * lo * (hi - 0.5 + (num_bits - 1) * lo)
+
+
 def make(num_evals: int = 2) -> Estimator:
   check_num_samples("disarm", num_evals, minimum=2, even=True)
   pairs = num_evals // 2
@@ -47,6 +55,7 @@ def make(num_evals: int = 2) -> Estimator:
     size=num_evals,
     description=f"DisARM, {pairs} antithetic pair{'s' if pairs > 1 else ''}, {num_evals} evaluations",
     reference="Dong, Mnih & Tucker, NeurIPS 2020",
+    variance_on_linear_f=variance_on_linear_f if pairs == 1 else None,
   )
 
 

@@ -38,6 +38,12 @@ def reinforce_loo(f, logits, noise, state=None, context=None, num_samples=2):
   return EstimatorOutput(grad=grad, bits=bits, f_values=f_values, num_independent=num_samples)
 
 
+def variance_on_linear_f(s, num_bits):
+  """Var of bit 0's estimate (K = 2) for ``f = sum_d b_d``, all bits at ``s`` (derived in ``experiments/toy.py``)."""
+  w = 2.0 * s * (1.0 - s)
+  return w * (1.0 + (num_bits - 2) * w) / 4.0
+
+
 def make(num_samples: int = 2) -> Estimator:
   check_num_samples("reinforce_loo", num_samples)
   return Estimator(
@@ -49,6 +55,7 @@ def make(num_samples: int = 2) -> Estimator:
     size=num_samples,
     description=f"REINFORCE with leave-one-out baseline, K={num_samples} samples",
     reference="Kool, van Hoof & Welling, 2019",
+    variance_on_linear_f=variance_on_linear_f if num_samples == 2 else None,
   )
 
 

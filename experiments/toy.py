@@ -14,7 +14,7 @@ draws them; ``--plot`` draws them into ``<out_dir>/figures/`` directly).
 Entry points:
   * ``variance_curve``: Monte Carlo variance of one bit's estimate, all bits at
     ``phi = logit(sigma)``, for each sigma of a grid, next to the exact variance where
-    this module knows it (``exact_variance``).
+    the estimator declares it (``exact_variance``, ``Estimator.variance_on_linear_f``).
   * ``train_curve``: Adam on phi from phi = 0, the whole loop in one ``tf.function``,
     mean over bits of sigma(phi) every ``log_every`` steps. Each step's gradients come
     from the suite's gradient engine (``training.engine``), with the toy problem as a
@@ -22,7 +22,8 @@ Entry points:
   * ``run_toy``: both CSVs for estimators x p0 (x seeds), written atomically, skipped
     when ``toy_config.json`` says the CSV on disk was made with the same parameters.
 
-Exact variances (``exact_variance``). On bits ``f(b) = delta * sum_d b_d + D p0^2`` with
+Exact variances (``exact_variance``; each formula lives with its estimator as
+``variance_on_linear_f``). On bits ``f(b) = delta * sum_d b_d + D p0^2`` with
 ``delta = 1 - 2 p0``: every estimator that only sees ``f`` at discrete points through
 differences (REINFORCE LOO, ARM, DisARM) is ``delta`` times a function of the noise, so
 its variance is ``delta^2`` times a polynomial in ``s``. With ``lo = min(s, 1 - s)``,
@@ -146,34 +147,21 @@ def exact_gradient(p0, logits):
   return (1.0 - 2.0 * float(p0)) * s * (1.0 - s)
 
 
-def _estimator_name(estimator):
-  return estimator.name if hasattr(estimator, "name") else str(estimator)
-
-
 def exact_variance(estimator, p0, sigma, num_bits=1):
   """Exact variance of bit 0's estimate with all ``num_bits`` bits at ``sigma(phi) = sigma``.
 
-  Known for "arm", "disarm" and "reinforce_loo" (K = 2), any ``num_bits`` (derivation
-  in the module docstring); NaN for any other estimator. ``sigma`` may be an array.
+  ``delta^2`` times the estimator's own ``variance_on_linear_f`` (derivations in the
+  module docstring); NaN for an estimator that declares none. ``sigma`` may be an array.
   """
-  name = _estimator_name(estimator)
+  est = estimator if hasattr(estimator, "variance_on_linear_f") else get_estimator(str(estimator))
   s = np.asarray(sigma, np.float64)
-  delta2 = (1.0 - 2.0 * float(p0)) ** 2
   d = int(num_bits)
   if d < 1:
     raise ValueError(f"num_bits must be >= 1, got {num_bits}")
-  lo = np.minimum(s, 1.0 - s)
-  hi = 1.0 - lo
-  if name == "arm":
-    v = lo / 2.0 - lo**2 + 2.0 * lo**3 / 3.0 - (lo * hi) ** 2 + (d - 1) * lo / 6.0
-  elif name == "disarm":
-    v = hi**2 * lo * (hi - 0.5 + (d - 1) * lo)
-  elif name == "reinforce_loo":
-    w = 2.0 * s * (1.0 - s)
-    v = w * (1.0 + (d - 2) * w) / 4.0
-  else:
+  if est.variance_on_linear_f is None:
     v = np.full_like(s, np.nan)
-  v = delta2 * np.maximum(v, 0.0)
+  else:
+    v = (1.0 - 2.0 * float(p0)) ** 2 * np.maximum(est.variance_on_linear_f(s, d), 0.0)
   return float(v) if v.ndim == 0 else v
 
 

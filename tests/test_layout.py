@@ -68,12 +68,15 @@ def test_contracts_need_only_the_standard_library():
 
 
 def test_no_module_outside_estimators_tests_an_estimator_name():
-  """training/, experiments/ and the driver compare no value with an estimator's name: they read
+  """training/, plots/, experiments/ and the driver compare no value with an estimator's name: they read
   what estimators declare (the presets list the papers' grids as data; that is not a test)."""
   names = ("relax", "disarm", "arm", "vimco", "local_disarm", "rodeo", "double_cv", "arms", "reinforce_loo")
   offenders = []
   paths = (
-    sorted((ROOT / "training").rglob("*.py")) + sorted((ROOT / "plots").rglob("*.py")) + [ROOT / "run_benchmarks.py"]
+    sorted((ROOT / "training").rglob("*.py"))
+    + sorted((ROOT / "plots").rglob("*.py"))
+    + sorted((ROOT / "experiments").rglob("*.py"))
+    + [ROOT / "run_benchmarks.py"]
   )
   for path in paths:
     for node in ast.walk(ast.parse(path.read_text())):
