@@ -35,6 +35,8 @@ LOCK_FILE = "run.lock"
 # config.json: what the suite knew about the run's estimator when it ran, so that
 # readers need not parse names (cost, the K of its bound, its family and size).
 ESTIMATOR_INFO_KEY = "estimator_info"
+# ... and the same record for each estimator of the run's variance basket (its ``basket`` setting).
+BASKET_INFO_KEY = "basket_estimator_info"
 ESTIMATOR_INFO_FIELDS = (
   "label",
   "family",

@@ -274,6 +274,8 @@ def load_sweep(results_dir: str) -> SweepData:
         without_info.append(row.run_id)
       else:
         infos.setdefault(row.estimator, info)
+      for name, basket_info in _basket_infos(config).items():
+        infos.setdefault(name, basket_info)
       if frame is not None and not frame.empty:
         for key in RUN_KEYS:
           frame[key] = int(row.seed) if key == "seed" else getattr(row, key)
@@ -316,6 +318,23 @@ def _config_mismatch(config, row):
     if key in config and str(config[key]) != str(int(row.seed) if key == "seed" else getattr(row, key)):
       return f"{results.CONFIG_JSON} describes {key} {config[key]!r}, summary.csv {getattr(row, key)!r}"
   return None
+
+
+def _basket_infos(config):
+  """{name: EstimatorInfo} for the basket's estimators a config.json recorded; unusable records are left out.
+
+  They only name and order the basket's columns, so a bad record costs a label, not the run.
+  """
+  recorded = config.get(results.BASKET_INFO_KEY)
+  if not isinstance(recorded, dict):
+    return {}
+  infos = {}
+  for name, raw in recorded.items():
+    try:
+      infos[str(name)] = EstimatorInfo.from_config(str(name), raw)
+    except ValueError:
+      continue
+  return infos
 
 
 def _read_sweep_json(results_dir):

@@ -1,6 +1,7 @@
 """The variance basket: several estimators' gradient variance at one run's parameters."""
 
 import itertools
+import json
 import types
 
 import numpy as np
@@ -8,9 +9,10 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from contracts import streams
+from contracts import results, streams
 from contracts.settings import RunConfig, Settings
 from models import build_model
+from plots import loading, style
 from training import runner
 from training.trainer import Trainer
 from training.validation import validate_config
@@ -89,7 +91,7 @@ def test_basket_columns_land_in_metrics_csv(tmp_path, monkeypatch):
         eval_every=10,
         bound_every=20,
         num_bound_samples=5,
-        basket=("arm", "disarm"),
+        basket=("arm", "arms_2"),
         basket_draws=5,
       ),
     )
@@ -100,10 +102,18 @@ def test_basket_columns_land_in_metrics_csv(tmp_path, monkeypatch):
   assert [s["status"] for s in summaries] == ["done", "done"]
   for d in dirs:
     metrics = pd.read_csv(f"{d}/metrics.csv")
-    assert list(metrics.columns[-2:]) == ["basket_var_arm", "basket_var_disarm"]
+    assert list(metrics.columns[-2:]) == ["basket_var_arm", "basket_var_arms_2"]
     assert (metrics["stack_size"] == 2).all()  # both seeds trained in one graph
-    for column in ("basket_var_arm", "basket_var_disarm"):
+    for column in ("basket_var_arm", "basket_var_arms_2"):
       assert metrics[column].notna().all() and (metrics[column] > 0).all()
+    # config.json records what the basket's estimators are, so reports can label a
+    # basket-only estimator (arms_2 here) without parsing its name.
+    with open(f"{d}/{results.CONFIG_JSON}") as f:
+      recorded = json.load(f)[results.BASKET_INFO_KEY]
+    assert set(recorded) == {"arm", "arms_2"}
+    infos = loading._basket_infos({results.BASKET_INFO_KEY: recorded})
+    assert (infos["arms_2"].label, infos["arms_2"].family, infos["arms_2"].num_f_evals) == ("ARMS", "arms", 2)
+    assert style.Catalogue(infos).labels(["arm", "arms_2"]) == {"arm": "ARM", "arms_2": "ARMS"}
 
 
 @pytest.mark.parametrize(

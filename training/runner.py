@@ -121,9 +121,11 @@ class RunLock:
 
 
 def config_record(config):
-  """What ``config.json`` holds: the run's settings, its id, and what it knew of its estimator."""
+  """What ``config.json`` holds: the run's settings, its id, and what it knew of its estimator and its basket's."""
   record = config.to_dict()
   record[results.ESTIMATOR_INFO_KEY] = get_estimator(config.estimator).info()
+  if config.basket:
+    record[results.BASKET_INFO_KEY] = {name: get_estimator(name).info() for name in config.basket}
   return record
 
 
