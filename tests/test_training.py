@@ -1,6 +1,7 @@
 """The training loop: exact gradients on a tiny VAE, determinism, resume, bookkeeping."""
 
 import dataclasses
+import io
 import itertools
 import os
 import types
@@ -16,6 +17,7 @@ from models import build_model
 from training import results_io, runner
 from training.data_order import DataOrder
 from training.presets import PRESETS
+from training.sweep import Progress
 from training.trainer import Trainer
 from training.validation import validate_config, validate_grid
 
@@ -192,7 +194,15 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, fake_data, estimat
     runner.train_run(config, str(interrupted), progress=crash_at_20)
   assert list(pd.read_csv(interrupted / "metrics.csv")["step"]) == [0, 10, 20]
   assert not (interrupted / "DONE.json").exists()
-  runner.train_run(config, str(interrupted))
+  events = []
+  runner.train_run(config, str(interrupted), progress=lambda cfg, step, steps_per_sec: events.append(step))
+  # The resumed call reports where it starts (its checkpoint, before step 20), so that the
+  # sweep's throughput log counts only the steps this call trained.
+  assert 0 < events[0] < 20 and events[-1] == 40, events
+  tracker = Progress(1, 40, stream=io.StringIO())
+  for step in events:
+    tracker.event(dict(kind="progress", run_id=config.run_id, step=step, num_steps=40, steps_per_sec=1.0))
+  assert tracker.trained_steps() == 40 - events[0]
 
   metrics = results_io.read_metrics(str(interrupted / "metrics.csv"))
   assert list(metrics["step"]) == [0, 10, 20, 30, 40]  # every evaluation exactly once

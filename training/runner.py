@@ -327,6 +327,9 @@ def _train_group(configs, run_dirs, loaded, splits, tensorboard, progress, train
       )
       stacked = f" (in a stack of {size} runs)" if size > 1 else ""
       log(f"{config.run_id}: {where}{stacked}")
+    if progress is not None and state is not None:
+      # Where a resumed run starts, so that progress and the sweep's throughput count only what this call trains.
+      progress(config, int(state["step"]), math.nan)
   step = int(trainer.step.numpy())
   config = configs[0]
   writers = [tf.summary.create_file_writer(os.path.join(d, "tensorboard")) if tensorboard else None for d in run_dirs]
