@@ -4,6 +4,8 @@ Layout of a sweep folder (``results/<sweep>/``)::
 
     sweep.json                   the grid (contracts.settings.Grid.to_dict)
     sweep_log.jsonl              one line per driver invocation: what it trained, in what clock time
+    notes.md                     optional, written by whoever ran the sweep (why this length, what
+                                 differs); the report quotes it near the top
     summary.csv                  one row per run (SUMMARY_COLUMNS), rebuilt from the run folders
     runs/<run_id>/config.json    the run's RunConfig.to_dict(), plus ESTIMATOR_INFO_KEY
     runs/<run_id>/metrics.csv    one row per evaluation (METRIC_COLUMNS, then extra columns)
@@ -21,6 +23,7 @@ layered model). Empty fields are "not computed here" (NaN).
 
 SWEEP_JSON = "sweep.json"
 SWEEP_LOG = "sweep_log.jsonl"  # one line per driver run: clock time, member-steps trained, executor
+SWEEP_NOTES = "notes.md"  # a person's notes on the sweep, quoted by the report
 SUMMARY_CSV = "summary.csv"
 RUNS_DIR = "runs"
 CONFIG_JSON = "config.json"

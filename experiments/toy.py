@@ -151,7 +151,9 @@ def exact_variance(estimator, p0, sigma, num_bits=1):
   """Exact variance of bit 0's estimate with all ``num_bits`` bits at ``sigma(phi) = sigma``.
 
   ``delta^2`` times the estimator's own ``variance_on_linear_f`` (derivations in the
-  module docstring); NaN for an estimator that declares none. ``sigma`` may be an array.
+  module docstring); NaN for an estimator that declares none. ``estimator``: an
+  ``Estimator`` or a registered name (an unknown name raises ``get_estimator``'s error).
+  ``sigma`` may be an array.
   """
   est = estimator if hasattr(estimator, "variance_on_linear_f") else get_estimator(str(estimator))
   s = np.asarray(sigma, np.float64)

@@ -240,7 +240,7 @@ def load_sweep(results_dir: str) -> SweepData:
   """Reads a sweep folder (see the module docstring). Raises ResultsDirError without a usable summary.csv."""
   summary = load_summary(results_dir)
   damaged, without_info, configs, infos = [], [], {}, {}
-  run_rows, frames = [], []
+  run_rows, frames, basket_infos = [], [], []
   names = setting_names()
   for row in summary.itertuples(index=False):
     problem, used_problems = None, []
@@ -274,8 +274,7 @@ def load_sweep(results_dir: str) -> SweepData:
         without_info.append(row.run_id)
       else:
         infos.setdefault(row.estimator, info)
-      for name, basket_info in _basket_infos(config).items():
-        infos.setdefault(name, basket_info)
+      basket_infos.append(_basket_infos(config))
       if frame is not None and not frame.empty:
         for key in RUN_KEYS:
           frame[key] = int(row.seed) if key == "seed" else getattr(row, key)
@@ -287,6 +286,10 @@ def load_sweep(results_dir: str) -> SweepData:
         value = config[name]
         record[name] = tuple(value) if isinstance(value, list) else value
     run_rows.append(record)
+  # A run's own estimator_info first; basket records only name estimators no run trained.
+  for recorded in basket_infos:
+    for name, info in recorded.items():
+      infos.setdefault(name, info)
   runs = pd.DataFrame(run_rows)
   bad = {run_id for run_id, _, used in damaged if not used}
   usable_summary = summary[~summary["run_id"].isin(bad)].copy()

@@ -153,6 +153,22 @@ def protocol_distance_markdown(data) -> str:
   return "\n\n".join(lines) + "\n"
 
 
+def notes_markdown(results_dir) -> str:
+  """The sweep's notes.md (written by a person, not generated), quoted; "" when there is none."""
+  path = os.path.join(results_dir, results.SWEEP_NOTES)
+  try:
+    with open(path, encoding="utf-8") as f:
+      text = f.read().strip()
+  except (OSError, UnicodeDecodeError):
+    return ""
+  if not text:
+    return ""
+  quoted = "\n".join(f"> {line}" if line else ">" for line in text.splitlines())
+  return (
+    f"**Notes from whoever ran this sweep** (`{results.SWEEP_NOTES}`, written by hand, not generated):\n\n{quoted}\n"
+  )
+
+
 def damaged_markdown(data) -> str:
   if not data.damaged and data.sweep_json_problem is None:
     return ""
@@ -467,6 +483,9 @@ def make_report(results_dir: str, published_csv=None, draw_figures: bool = True)
     "",
     protocol_distance_markdown(data),
   ]
+  notes = notes_markdown(results_dir)
+  if notes:
+    parts.append(notes)
   if comparison is not None:
     parts += [_published_summary_line(comparison, published_name), ""]
   damaged = damaged_markdown(data)

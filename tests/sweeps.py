@@ -166,7 +166,7 @@ def _stop_unfinished_builds():
 
 def copy_sweep(src: str, dst: str) -> str:
   """Copies a sweep's inputs (the files the training driver writes) to ``dst``, without figures or reports."""
-  inputs = {results.SUMMARY_CSV, results.SWEEP_JSON}
+  inputs = {results.SUMMARY_CSV, results.SWEEP_JSON, results.SWEEP_LOG, results.SWEEP_NOTES}
   run_files = {results.CONFIG_JSON, results.METRICS_CSV, results.DONE_JSON, results.FAILED_JSON}
   os.makedirs(dst, exist_ok=True)
   for name in sorted(os.listdir(src)):

@@ -52,6 +52,18 @@ def test_first_lines_say_how_far_from_the_paper_protocol(main_report):
   )
 
 
+def test_notes_of_whoever_ran_the_sweep_are_quoted_near_the_top(main_sweep, tmp_path):
+  sweep = testing.copy_sweep(main_sweep, str(tmp_path / "main"))
+  without = open(plots.make_report(sweep, draw_figures=False)).read()
+  assert "Notes from whoever ran this sweep" not in without
+  with open(os.path.join(sweep, results.SWEEP_NOTES), "w") as f:
+    f.write("Stopped at 20 steps: the machine was needed.\n\nSecond paragraph.\n")
+  lines = open(plots.make_report(sweep, draw_figures=False)).read().splitlines()
+  notes = lines.index("> Stopped at 20 steps: the machine was needed.")
+  assert lines[notes + 1 : notes + 3] == [">", "> Second paragraph."]
+  assert notes < next(i for i, line in enumerate(lines) if line.startswith("## "))  # before the first section
+
+
 def test_grid_and_every_setting_from_contracts(main_report):
   _, text = main_report
   grid = _section(text, "## Sweep grid")

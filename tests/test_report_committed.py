@@ -1,7 +1,7 @@
 """Every committed report is what the code makes of its committed files.
 
 For each folder results/<name>/ that holds a report.md, the sweep's inputs (summary.csv,
-sweep.json, runs/*/config.json, metrics.csv, DONE.json, FAILED.json, toy/) are copied to a
+sweep.json, sweep_log.jsonl, notes.md, runs/*/config.json, metrics.csv, DONE.json, FAILED.json, toy/) are copied to a
 temporary folder of the same name, the report is regenerated there (default published CSV,
 figures not drawn: report.md and tables.md do not depend on drawing) and report.md and
 tables.md must equal the committed text. A failure means the committed report is stale:

@@ -125,7 +125,8 @@ def config_record(config):
   record = config.to_dict()
   record[results.ESTIMATOR_INFO_KEY] = get_estimator(config.estimator).info()
   if config.basket:
-    record[results.BASKET_INFO_KEY] = {name: get_estimator(name).info() for name in config.basket}
+    baskets = [get_estimator(name) for name in config.basket]
+    record[results.BASKET_INFO_KEY] = {e.name: e.info() for e in baskets}  # keyed as the basket_var_ columns
   return record
 
 
