@@ -201,7 +201,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, fake_data, estimat
   assert 0 < events[0] < 20 and events[-1] == 40, events
   tracker = Progress(1, 40, stream=io.StringIO())
   for step in events:
-    tracker.event(dict(kind="progress", run_id=config.run_id, step=step, num_steps=40, steps_per_sec=1.0))
+    tracker.event(dict(kind="progress", run_id=config.run_id, step=step, num_steps=40, steps_per_sec=None))
   assert tracker.trained_steps() == 40 - events[0]
 
   metrics = results_io.read_metrics(str(interrupted / "metrics.csv"))

@@ -126,7 +126,8 @@ def execute(task, report=None):
   """Trains ``task``'s runs under their locks; returns one result dict per run (never raises an Exception).
 
   ``report(event)`` receives dicts: ``{"kind": "log", "text"}`` and
-  ``{"kind": "progress", "run_id", "step", "num_steps", "steps_per_sec"}``.
+  ``{"kind": "progress", "run_id", "step", "num_steps", "steps_per_sec"}`` (``steps_per_sec``
+  None: where a resumed run starts).
   Result keys: ``run_id``; ``outcome`` in ``trained`` (this call trained it),
   ``finished`` (it was already done or failed), ``locked`` (a live process holds
   it), ``error``; ``status``/``reason`` of the run; for errors ``error_kind``
@@ -175,7 +176,7 @@ def execute(task, report=None):
           run_id=cfg.run_id,
           step=int(step),
           num_steps=cfg.num_steps,
-          steps_per_sec=float(steps_per_sec),
+          steps_per_sec=None if steps_per_sec is None else float(steps_per_sec),
         )
       )
 

@@ -256,7 +256,8 @@ def train_stack(
 
   Args:
     progress: optional callable ``progress(config, step, steps_per_sec)`` called
-      after every evaluation of every member.
+      after every evaluation of every member, and with ``steps_per_sec=None`` where
+      a resumed member starts.
     log: optional callable taking one line of text (where each run starts from).
   """
   if len(configs) != len(run_dirs):
@@ -329,8 +330,9 @@ def _train_group(configs, run_dirs, loaded, splits, tensorboard, progress, train
       stacked = f" (in a stack of {size} runs)" if size > 1 else ""
       log(f"{config.run_id}: {where}{stacked}")
     if progress is not None and state is not None:
-      # Where a resumed run starts, so that progress and the sweep's throughput count only what this call trains.
-      progress(config, int(state["step"]), math.nan)
+      # Where a resumed run starts (no rate: nothing trained yet), so that progress and the
+      # sweep's throughput count only what this call trains.
+      progress(config, int(state["step"]), None)
   step = int(trainer.step.numpy())
   config = configs[0]
   writers = [tf.summary.create_file_writer(os.path.join(d, "tensorboard")) if tensorboard else None for d in run_dirs]

@@ -68,7 +68,8 @@ class Progress:
       self.active[event["run_id"]] = event["step"]
       self.first_step.setdefault(event["run_id"], event["step"])
       self.last_step[event["run_id"]] = event["step"]
-      self.line(event["run_id"], event["step"], event["num_steps"], event["steps_per_sec"])
+      if event["steps_per_sec"] is not None:  # None: where a resumed run starts (its [log] line says so)
+        self.line(event["run_id"], event["step"], event["num_steps"], event["steps_per_sec"])
 
   def trained_steps(self):
     """Member-steps this driver trained (each run from the first step it reported to the last)."""
