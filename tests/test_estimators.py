@@ -738,7 +738,7 @@ def test_arms_factor_matches_its_formula_and_stays_finite_when_bits_saturate(num
   )
   grad = grad.grad.numpy()
   assert np.all(np.isfinite(grad)), grad
-  np.testing.assert_array_equal(grad[0], 0.0)
+  assert np.abs(grad[0]).max() < 1e-10, grad[0]  # every bit saturated: the K samples coincide
   assert np.abs(grad[1, 2:]).max() < 1e-10, grad[1]
   assert np.abs(grad[1, :2]).max() > 1e-3, grad[1]  # the varying bits are not zeros
 
