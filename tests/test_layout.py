@@ -30,19 +30,20 @@ def project_imports(package):
   """{imported project package: [file:line, ...]} for every .py file of ``package``."""
   found = {}
   for path in sorted((ROOT / package).rglob("*.py")):
-    tree = ast.parse(path.read_text(), filename=str(path))
-    for node in ast.walk(tree):
-      if isinstance(node, ast.Import):
-        names = [alias.name for alias in node.names]
-      elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-        names = [node.module]
-      else:
-        continue
-      for name in names:
-        top = name.split(".")[0]
-        if top in PACKAGES and top != package:
-          found.setdefault(top, []).append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    for lineno, name in imported_modules(path):
+      top = name.split(".")[0]
+      if top in PACKAGES and top != package:
+        found.setdefault(top, []).append(f"{path.relative_to(ROOT)}:{lineno}")
   return found
+
+
+def imported_modules(path):
+  """(line, absolute module name) for every import statement of a .py file."""
+  for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    if isinstance(node, ast.Import):
+      yield from ((node.lineno, alias.name) for alias in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+      yield node.lineno, node.module
 
 
 @pytest.mark.parametrize("package", sorted(ALLOWED))
@@ -56,14 +57,8 @@ def test_contracts_need_only_the_standard_library():
 
   third_party = set()
   for path in (ROOT / "contracts").rglob("*.py"):
-    for node in ast.walk(ast.parse(path.read_text())):
-      if isinstance(node, ast.Import):
-        names = [alias.name for alias in node.names]
-      elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-        names = [node.module]
-      else:
-        continue
-      third_party |= {n.split(".")[0] for n in names if n.split(".")[0] not in sys.stdlib_module_names}
+    tops = {name.split(".")[0] for _, name in imported_modules(path)}
+    third_party |= {top for top in tops if top not in sys.stdlib_module_names}
   assert third_party <= {"contracts"}, third_party
 
 
