@@ -1,31 +1,9 @@
 """What machine a timing was taken on, and what its matrix units do (for every benchmark's first lines)."""
 
-import os
-import platform
 import statistics
 import time
 
-
-def cpu_description():
-  """'<model name> (<cores> cores; AVX2, AVX-512 ...)' from /proc/cpuinfo where there is one."""
-  model, flags_seen = platform.processor() or platform.machine(), set()
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
-          model = value.strip()
-        elif key.strip() == "flags":
-          flags_seen = set(value.split())
-  except OSError:
-    pass
-  extensions = [
-    name
-    for name, flag in (("AVX2", "avx2"), ("FMA", "fma"), ("AVX-512F", "avx512f"), ("AVX-512 BF16", "avx512_bf16"))
-    if flag in flags_seen
-  ]
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-  return f"{model} ({cores} cores; {', '.join(extensions) or 'no AVX2'})"
+from training.provenance import cpu_description  # noqa: F401 - one home, re-exported for the benchmarks
 
 
 def median_time(fn, repetitions):

@@ -7,9 +7,10 @@ Layout of a sweep folder (``results/<sweep>/``)::
     notes.md                     optional, written by whoever ran the sweep (why this length, what
                                  differs); the report quotes it near the top
     summary.csv                  one row per run (SUMMARY_COLUMNS), rebuilt from the run folders
-    runs/<run_id>/config.json    the run's RunConfig.to_dict(), plus ESTIMATOR_INFO_KEY
+    runs/<run_id>/config.json    the run's RunConfig.to_dict(), plus ESTIMATOR_INFO_KEY, EFFECTIVE_KEY
+                                 and PROVENANCE_KEY (one record per trained segment)
     runs/<run_id>/metrics.csv    one row per evaluation (METRIC_COLUMNS, then extra columns)
-    runs/<run_id>/DONE.json      written last: the run finished (its summary row)
+    runs/<run_id>/DONE.json      written last: the run finished (its summary row and provenance)
     runs/<run_id>/FAILED.json    the run stopped: {"reason", "step"}
     runs/<run_id>/checkpoint/state.npz   training state for resuming (not committed)
     toy/                         the toy problem's CSVs (experiments/toy.py)
@@ -40,11 +41,21 @@ LOCK_FILE = "run.lock"
 ESTIMATOR_INFO_KEY = "estimator_info"
 # ... and the same record for each estimator of the run's variance basket (its ``basket`` setting).
 BASKET_INFO_KEY = "basket_estimator_info"
+# config.json: one record per trained segment of the run (training.provenance.segment):
+# commit and whether the tree was dirty, package versions, CPU and GPUs, data source and
+# split digest; DONE.json repeats the list.
+PROVENANCE_KEY = "provenance"
+# config.json: the settings as the run's steps applied them, where an estimator or the
+# model overrides the requested value (decoder_sample, decoder_reduction, the estimator's
+# learning rate, the K of a K-sample train ELBO).
+EFFECTIVE_KEY = "effective_settings"
 ESTIMATOR_INFO_FIELDS = (
   "label",
   "family",
   "size",
   "num_f_evals",
+  "num_grad_evals",  # of the f evaluations, those that also backpropagate through f
+  "num_network_evals",  # evaluations of the estimator's own networks at the run's D
   "bound_samples",
   "num_samples",
   "needs",
@@ -113,3 +124,13 @@ def basket_column(estimator):
 def metric_columns(names):
   """METRIC_COLUMNS, then the extra columns among ``names`` in their order."""
   return list(METRIC_COLUMNS) + [n for n in names if n not in METRIC_COLUMNS]
+
+
+# toy/: the toy problem's CSVs (experiments/toy.py writes them, plots/ reads them).
+TOY_VARIANCE_CSV = "toy_variance.csv"  # one row per (p0, estimator, sigma_phi) point
+TOY_TRAINING_CSV = "toy_training.csv"  # one row per (p0, estimator, seed, step) evaluation
+TOY_VARIANCE_COLUMNS = ("p0", "estimator", "sigma_phi", "variance", "variance_exact", "num_samples")
+TOY_TRAINING_COLUMNS = ("p0", "estimator", "seed", "step", "sigma_phi")
+# Optional toy_variance.csv column: the s.e. of ``variance`` from the draws' fourth moment;
+# without it readers fall back to the normal-theory s.e.
+TOY_VARIANCE_SE_COLUMN = "variance_se"

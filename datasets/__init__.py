@@ -14,6 +14,7 @@ from datasets.loaders import (
   clear_cache,
   load_dataset,
   resolve_data_dir,
+  source_record,
 )
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
   "clear_cache",
   "load_dataset",
   "resolve_data_dir",
+  "source_record",
 ]

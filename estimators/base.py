@@ -243,6 +243,11 @@ class Estimator:
     name: registry name (``<family>_<size>`` for a member of a family).
     fn: the estimator function (signature in this module's docstring).
     num_f_evals: evaluations of ``f`` per example and estimate (the unit of cost).
+    num_grad_evals: of those, how many also backpropagate through ``f`` to its input
+      (``grad_b f`` at a discrete point, or the derivative through a relaxed point):
+      each costs about one more pass of ``f`` backwards.
+    network_evals: ``num_latents -> `` evaluations of the estimator's own networks per
+      example and estimate (RODEO: ``K (K-1) (D+1)``); ``None``: it has no network.
     needs: what it asks of ``f`` (``Needs``).
     bound_samples: ``K`` when it estimates the gradient of the ``K``-sample bound
       ``E[log mean_{k<=K} exp f(b_k)]``; 1 for ``E[f(b)]``.
@@ -271,6 +276,8 @@ class Estimator:
   fn: Callable[..., EstimatorOutput]
   num_f_evals: int
   needs: Needs = Needs.VALUES
+  num_grad_evals: int = 0
+  network_evals: Callable[[int], int] | None = None
   bound_samples: int = 1
   bound_estimator: bool = False
   trainable: Trainable | None = None
@@ -304,13 +311,24 @@ class Estimator:
       return None
     return self.trainable.init(num_latents, context_dim, SeedParams(seed))
 
-  def info(self):
-    """What ``config.json`` records about this estimator (contracts.results.ESTIMATOR_INFO_FIELDS)."""
+  def cost(self, num_latents):
+    """Per example and estimate: ``{"f_evals", "grad_evals", "network_evals"}`` with ``D = num_latents``."""
+    network = 0 if self.network_evals is None else int(self.network_evals(int(num_latents)))
+    return dict(f_evals=self.num_f_evals, grad_evals=self.num_grad_evals, network_evals=network)
+
+  def info(self, num_latents=None):
+    """What ``config.json`` records about this estimator (contracts.results.ESTIMATOR_INFO_FIELDS).
+
+    ``num_network_evals`` needs the model's ``num_latents`` (``None`` where not given).
+    """
+    network = self.cost(num_latents)["network_evals"] if num_latents is not None else None
     return dict(
       label=self.label or self.name,
       family=self.family or self.name,
       size=self.size,
       num_f_evals=self.num_f_evals,
+      num_grad_evals=self.num_grad_evals,
+      num_network_evals=network,
       bound_samples=self.bound_samples,
       num_samples=self.samples,
       needs=self.needs.value,

@@ -79,6 +79,7 @@ def make(num_samples: int) -> Estimator:
     fn=functools.partial(double_cv, num_samples=num_samples),
     num_f_evals=num_samples,
     needs=Needs.GRADIENT,
+    num_grad_evals=num_samples,
     trainable=TRAINABLE,
     label="Double CV",
     family="double_cv",

@@ -156,6 +156,10 @@ def make(num_samples: int) -> Estimator:
     fn=functools.partial(rodeo, num_samples=num_samples),
     num_f_evals=num_samples,
     needs=Needs.GRADIENT,
+    num_grad_evals=num_samples,
+    # The control network at each of the K (K - 1) pairs of a point and another sample,
+    # and at the D one-bit flips of the pair's point plus the point itself.
+    network_evals=lambda num_latents: num_samples * (num_samples - 1) * (num_latents + 1),
     trainable=TRAINABLE,
     label="RODEO",
     family="rodeo",

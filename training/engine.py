@@ -155,8 +155,19 @@ def _forward_sample(model, x, logits0, noise):
   return bits, logits
 
 
-def _decoder_sample(estimator, options):
+def effective_decoder_sample(estimator, options, num_layers=1):
+  """The samples that train the decoder, as the step does it: an estimator may fix its own
+  (``Estimator.decoder_sample``), and layered models train on their forward sample."""
+  if num_layers > 1:
+    return "independent"
   return estimator.decoder_sample or options.decoder_sample
+
+
+def effective_decoder_reduction(estimator, options):
+  """The decoder loss's batch reduction the step uses (``as_reference`` resolved)."""
+  if options.decoder_reduction == "as_reference":
+    return estimator.reference_decoder_reduction
+  return options.decoder_reduction
 
 
 def _reduce_batch(values, reduction):
@@ -190,7 +201,7 @@ def step_gradients(model, estimator, x, noise, states=None, options=StepOptions(
   prior = getattr(model, "prior_logits", None)
   trainable = estimator.trainable if (states is not None and train_state) else None
   # Layered models train decoder and prior on their forward sample.
-  mode = _decoder_sample(estimator, options) if L == 1 else "independent"
+  mode = effective_decoder_sample(estimator, options, L)
   needs_forward = L > 1 or (decoder and mode == "independent")
   # The estimator's own parameters learn through the estimate: an outer tape, opened only for them.
   state_tape = tf.GradientTape() if trainable is not None else None
@@ -208,7 +219,9 @@ def step_gradients(model, estimator, x, noise, states=None, options=StepOptions(
       if L == 1:
         # A multi-sample bound keeps f's dependence on the encoder (the direct term).
         f_logits = logits0 if estimator.multi_sample else tf.stop_gradient(logits0)
-        objective = Objective(lambda b, f_logits=f_logits: model.elbo(x, b, f_logits))
+        elbo = lambda b, f_logits=f_logits: model.elbo(x, b, f_logits)  # noqa: E731
+        reuses_values = decoder and mode == "k_independent" and not estimator.multi_sample
+        objective = SampleWiseObjective(elbo) if reuses_values else Objective(elbo)
       else:
         objective = LayerObjective(
           model, x, forward_bits, forward_logits, l, noise.fold_in(streams.COMPLETION + l), options.share_upper_noise
@@ -228,15 +241,11 @@ def step_gradients(model, estimator, x, noise, states=None, options=StepOptions(
     elif mode == "estimator":
       objective_values = outputs[0].objective_value()
     else:  # k_independent: the estimator's own independent draws, topped up with fresh ones
-      objective_values = _k_independent_elbo(model, x, logits0, estimator, outputs[0], noise)
+      objective_values = _k_independent_elbo(model, x, logits0, estimator, outputs[0], objective, noise)
     if objective_values is not None:
       loss = -tf.reduce_mean(objective_values, axis=-1)  # [] or [M]: the reported loss
       total_loss = tf.reduce_sum(loss)  # members are independent: their sum
-      reduction = (
-        estimator.reference_decoder_reduction
-        if options.decoder_reduction == "as_reference"
-        else options.decoder_reduction
-      )
+      reduction = effective_decoder_reduction(estimator, options)
       decoder_loss = tf.reduce_sum(-_reduce_batch(objective_values, reduction))
     else:
       loss = total_loss = decoder_loss = None
@@ -273,21 +282,58 @@ def step_gradients(model, estimator, x, noise, states=None, options=StepOptions(
   )
 
 
-def _k_independent_elbo(model, x, logits0, estimator, output, noise):
-  """ELBOs ``[K, *batch]`` at ``K = estimator.samples`` independent samples from q(b|x).
+class SampleWiseObjective(Objective):
+  """``f`` evaluated one leading sample at a time, each call's per-sample values kept.
+
+  Under ``decoder_sample=k_independent`` the decoder trains on the ELBOs the estimator
+  already computed at its independent draws. Backpropagated through a slice of one
+  batched evaluation, that gradient would run the decoder's backward pass over every
+  sample of the batch (zeros for the antithetic partners); through per-sample
+  evaluations it visits only the samples the decoder trains on. Same values, same
+  forward FLOPs.
+  """
+
+  def __init__(self, fn):
+    super().__init__(fn)
+    self._calls = []  # (the values returned, [the values of each leading sample])
+
+  def __call__(self, bits, relaxed=None, temperature=None):
+    points = bits if relaxed is None else tf.concat([bits, relaxed], axis=0)
+    num = points.shape[0]
+    if num is None:  # not known while tracing: one batched evaluation
+      return self.fn(points)
+    per_sample = [self.fn(points[s : s + 1]) for s in range(num)]
+    values = per_sample[0] if num == 1 else tf.concat(per_sample, axis=0)
+    self._calls.append((values, per_sample))
+    return values
+
+  def leading_values(self, f_values, num):
+    """The first ``num`` samples' values as separate tensors, if ``f_values`` is what a call returned."""
+    for values, per_sample in self._calls:
+      if values is f_values and len(per_sample) >= num:
+        return per_sample[:num]
+    return None
+
+
+def _k_independent_elbo(model, x, logits0, estimator, output, objective, noise):
+  """ELBOs ``[*batch]`` meaned over ``K = estimator.samples`` independent samples from q(b|x).
 
   The estimator's own independent draws (``output.num_independent`` leading ``bits``)
-  come first; fresh draws from their own stream make up the rest (for DisARM, the
-  pairs' second halves are never decoder samples, as in the RODEO reference).
+  come first, and their ELBOs are the values the estimator already computed (``f``
+  holds only the encoder's logits constant, so they are differentiable in the decoder):
+  no second decoder pass at the same bits. Fresh draws from their own stream make up the
+  rest (for DisARM, the pairs' second halves are never decoder samples, as in the RODEO
+  reference).
   """
   num = estimator.samples
   reused = min(num, output.num_independent)
   fixed_logits = tf.stop_gradient(logits0)
   parts = []
   if reused:
-    parts.append(tf.stop_gradient(output.bits[:reused]))
+    leading = objective.leading_values(output.f_values, reused) if isinstance(objective, SampleWiseObjective) else None
+    parts += leading if leading is not None else [output.f_values[:reused]]
   if num > reused:
     u = noise.fold_in(streams.DECODER_TOP_UP).uniform(logits0, num - reused)
-    parts.append(tf.cast(u < tf.sigmoid(fixed_logits), tf.float32))
-  bits = parts[0] if len(parts) == 1 else tf.concat(parts, axis=0)
-  return tf.reduce_mean(model.elbo(x, bits, fixed_logits), axis=0)
+    parts.append(model.elbo(x, tf.cast(u < tf.sigmoid(fixed_logits), tf.float32), fixed_logits))
+  values = parts[0] if len(parts) == 1 else tf.concat(parts, axis=0)
+  return tf.reduce_mean(values, axis=0)

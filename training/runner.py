@@ -26,8 +26,9 @@ from contracts import results
 from contracts.settings import RunConfig
 from datasets import load_dataset
 from estimators import get_estimator
-from training import results_io
-from training.trainer import Trainer
+from models import NUM_LATENTS
+from training import provenance, results_io
+from training.trainer import Trainer, effective_settings
 from training.validation import validate_config
 
 
@@ -123,11 +124,21 @@ class RunLock:
 def config_record(config):
   """What ``config.json`` holds: the run's settings, its id, and what it knew of its estimator and its basket's."""
   record = config.to_dict()
-  record[results.ESTIMATOR_INFO_KEY] = get_estimator(config.estimator).info()
+  record[results.ESTIMATOR_INFO_KEY] = get_estimator(config.estimator).info(NUM_LATENTS)
+  record[results.EFFECTIVE_KEY] = effective_settings(config)
   if config.basket:
     baskets = [get_estimator(name) for name in config.basket]
-    record[results.BASKET_INFO_KEY] = {e.name: e.info() for e in baskets}  # keyed as the basket_var_ columns
+    record[results.BASKET_INFO_KEY] = {e.name: e.info(NUM_LATENTS) for e in baskets}  # keyed as the basket_var_ columns
   return record
+
+
+def record_segment(run_dir, splits, start_step):
+  """Appends this process's provenance record (a segment starting at ``start_step``) to config.json."""
+  path = os.path.join(run_dir, results.CONFIG_JSON)
+  record = results_io.read_json(path)
+  record.setdefault(results.PROVENANCE_KEY, []).append(provenance.segment(splits, start_step))
+  results_io.atomic_write_json(path, record)
+  return record[results.PROVENANCE_KEY]
 
 
 def check_config(run_dir, config):
@@ -148,6 +159,8 @@ def check_config(run_dir, config):
 
 
 CHECKPOINT_FILE = os.path.join(results.CHECKPOINT_DIR, results.CHECKPOINT_FILE)
+# Seconds between progress reports inside an evaluation interval (a block takes ~10 s).
+PROGRESS_SECONDS = 20.0
 
 
 class DamagedRunError(ValueError):
@@ -313,6 +326,7 @@ def _train_group(configs, run_dirs, loaded, splits, tensorboard, progress, train
   size = len(configs)
   metrics_paths = [os.path.join(d, results.METRICS_CSV) for d in run_dirs]
   elapsed = [0.0] * size
+  segments = [None] * size
   for m, (config, run_dir, (metrics, state)) in enumerate(zip(configs, run_dirs, loaded)):
     results_io.remove_temp_files(run_dir)  # only the lock holder writes here: leftovers are a dead writer's
     results_io.remove_temp_files(os.path.join(run_dir, results.CHECKPOINT_DIR))
@@ -329,6 +343,7 @@ def _train_group(configs, run_dirs, loaded, splits, tensorboard, progress, train
       )
       stacked = f" (in a stack of {size} runs)" if size > 1 else ""
       log(f"{config.run_id}: {where}{stacked}")
+    segments[m] = record_segment(run_dir, splits, int(state["step"]) if state is not None else 0)
     if progress is not None and state is not None:
       # Where a resumed run starts (no rate: nothing trained yet), so that progress and the
       # sweep's throughput count only what this call trains.
@@ -389,10 +404,24 @@ def _train_group(configs, run_dirs, loaded, splits, tensorboard, progress, train
         elapsed[m] += took
         record(m, dict(row, wall_time_s=elapsed[m]))
 
+  last_report = [time.time()]
+
+  def tick(reached, steps, seconds):
+    # Between evaluations: a progress line at most every PROGRESS_SECONDS (the console
+    # would otherwise be silent for a whole evaluation interval).
+    now = time.time()
+    if progress is None or now - last_report[0] < PROGRESS_SECONDS:
+      return
+    last_report[0] = now
+    for m in range(size):
+      if active[m]:
+        progress(configs[m], reached, steps / max(seconds, 1e-9))
+
   while step < config.num_steps and any(active):
     block = min(config.eval_every - step % config.eval_every, config.num_steps - step)
     start = time.time()
-    losses = trainer.train(block)
+    losses = trainer.train(block, on_block=tick if progress is not None else None)
+    last_report[0] = time.time()
     train_time = time.time() - start
     step = int(trainer.step.numpy())
     # A member that diverged stops here; the others are independent and go on
@@ -416,5 +445,6 @@ def _train_group(configs, run_dirs, loaded, splits, tensorboard, progress, train
   for m in range(size):
     if active[m]:
       summaries[m] = results_io.summarize(configs[m].to_dict(), results_io.read_metrics(metrics_paths[m]), "done")
-      results_io.atomic_write_json(os.path.join(run_dirs[m], results.DONE_JSON), summaries[m])
+      done = dict(summaries[m], **{results.PROVENANCE_KEY: segments[m]})
+      results_io.atomic_write_json(os.path.join(run_dirs[m], results.DONE_JSON), done)
   return summaries

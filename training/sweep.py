@@ -11,6 +11,7 @@ worker processes, or on Ray; progress from all of them is printed here.
 """
 
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -81,9 +82,10 @@ class Progress:
     rate = steps_so_far / elapsed if elapsed > 0 and steps_so_far else float("nan")
     eta = (self.total_steps - steps_so_far) / rate if rate == rate and rate > 0 else float("nan")
     running = f", {len(self.active)} running" if len(self.active) > 1 else ""
+    run_eta = (num_steps - step) / steps_per_sec if steps_per_sec == steps_per_sec and steps_per_sec > 0 else math.nan
     self._print(
       f"[{self.done_runs}/{self.total_runs} done{running}] {run_id} step {step}/{num_steps} "
-      f"| {steps_per_sec:.0f} train steps/s | elapsed {format_duration(elapsed)} "
+      f"| {steps_per_sec:.0f} train steps/s | run ETA {format_duration(run_eta)} | elapsed {format_duration(elapsed)} "
       f"| sweep ETA {format_duration(eta)}"
     )
 

@@ -21,6 +21,7 @@ resumed run continues exactly where it stopped, stacked or not.
 """
 
 import math
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -41,6 +42,29 @@ TRAIN_ELBO_CHUNK = 10000
 BOUND_CHUNK = 250
 # At most this many steps per call of the compiled block (the batches' indices are an input).
 MAX_BLOCK_STEPS = 5000
+# With a progress callback, blocks are sized to take about this long, so that a person
+# watching the console hears from the run at least every 30 seconds; one more call per
+# ~10 s of training costs well under 0.1% of the step (benchmarks/bench_protocols.py).
+BLOCK_SECONDS = 10.0
+MIN_BLOCK_STEPS = 50
+
+
+def effective_settings(config):
+  """The settings as this run's steps apply them, where the estimator or the model decides.
+
+  ``decoder_sample`` (an estimator may fix its own; layered models train on their
+  forward sample), ``decoder_reduction`` (``as_reference`` resolved), the estimator's
+  learning rate (``None`` without state) and the samples per image of the train ELBO.
+  """
+  estimator = get_estimator(config.estimator)
+  options = engine.StepOptions.from_settings(config.settings)
+  trainable = estimator.trainable
+  return dict(
+    decoder_sample=engine.effective_decoder_sample(estimator, options, num_stochastic_layers(config.model)),
+    decoder_reduction=engine.effective_decoder_reduction(estimator, options),
+    estimator_lr=(config.estimator_lr or trainable.learning_rate or config.encoder_lr) if trainable else None,
+    train_elbo_samples=1 if config.train_elbo_samples == "single" else estimator.samples,
+  )
 
 
 def _binarize(images, seeds, stacked):
@@ -118,7 +142,7 @@ class Trainer(tf.Module):
         trainable.init(self.model.num_latents, self.model.context_dim(l), noise_lib.params_for(s, self.stacked))
         for l, s in enumerate(per_layer)
       ]
-      learning_rate = config.estimator_lr or trainable.learning_rate or config.encoder_lr
+      learning_rate = effective_settings(config)["estimator_lr"]
       self.estimator_optimizer = Adam(
         [v for s in self.estimator_states for v in s.trainable_variables],
         learning_rate,
@@ -267,14 +291,26 @@ class Trainer(tf.Module):
     per_member = [order.indices(start, num_steps) for order in self.data_orders]
     return np.stack(per_member, axis=1) if self.stacked else per_member[0]
 
-  def train(self, num_steps):
-    """Trains every member ``num_steps`` steps; returns their mean training losses (a list)."""
+  def train(self, num_steps, on_block=None):
+    """Trains every member ``num_steps`` steps; returns their mean training losses (a list).
+
+    ``on_block(step, steps, seconds)``, if given, is called after every compiled block
+    (the step reached, the block's steps and its clock time); blocks are then sized to
+    take about ``BLOCK_SECONDS`` each, from the rate of the block before.
+    """
     total, done = np.zeros(self.num_members), 0
+    block_cap = MAX_BLOCK_STEPS if on_block is None else MIN_BLOCK_STEPS
     while done < num_steps:
-      block = min(MAX_BLOCK_STEPS, num_steps - done)
+      block = min(block_cap, num_steps - done)
       indices = self._block_indices(int(self.step.numpy()), block)
+      start = time.perf_counter()
       total += block * np.reshape(self._train_block(tf.constant(indices, tf.int32)).numpy(), [self.num_members])
+      seconds = time.perf_counter() - start
       done += block
+      if on_block is not None:
+        on_block(int(self.step.numpy()), block, seconds)
+        rate = block / max(seconds, 1e-6)
+        block_cap = int(min(MAX_BLOCK_STEPS, max(MIN_BLOCK_STEPS, rate * BLOCK_SECONDS)))
     return [float(v) for v in total / num_steps]
 
   def trace(self):
