@@ -7,6 +7,13 @@ paper's protocol (google-research ``disarm/binary``); README.md, "Protocol choic
 the evidence for each value.
 """
 
+# Both papers' grids: 10^6 steps, 5 seeds, the three datasets; the DisARM paper's
+# single-layer table has both one-layer models (the presets and the claim checks read these).
+PAPER_STEPS = 1_000_000
+PAPER_SEEDS = 5
+PAPER_DATASETS = ("mnist", "fashion_mnist", "omniglot")
+PAPER_MODELS = ("linear", "nonlinear")
+
 # The DisARM paper (Dong, Mnih & Tucker 2020): the Settings defaults.
 DISARM = {}
 

@@ -3,7 +3,12 @@
 Modules:
   style       estimator order/labels/colours from estimator_info (Catalogue), dataset titles, Omniglot-28*, fonts
   loading     reading a sweep folder robustly (load_sweep): summary, config.json, metrics.csv, sweep.json, toy CSVs
-  stats       mean / s.e. (ddof=1), aggregation over seeds on step, paired differences
+  stats       mean / s.e. (ddof=1), aggregation over seeds on step; paired and Welch t tests, TOST,
+              smallest detectable difference, Holm
+  verdicts    the decision rules: beats, matches or beats, consistent (margin, minimum n), claim-level
+  markdown    the one home of Markdown text helpers (escaping, ranges, cell lists)
+  protocol    which paper's protocol a sweep follows and its distance from it
+  provenance  per-run provenance (commit, packages, hardware, data) and the cells it flags
   figures     figure plan and drawing (PNG + PDF into <sweep>/figures/)
   tables      tables.md / tables.tex with the bolding rule; the variance-basket ratio table
   compare     PROTOCOL section 7 claims (one data table, CLAIMS) and their verdicts

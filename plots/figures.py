@@ -6,9 +6,12 @@ the same whether or not the figures are drawn (``make_report(..., draw_figures=F
 ``write_figures`` draws them.
 
 * ``curves_<dataset>_<model>``: train ELBO, 100-sample test bound, K-sample test bound
-  (where logged) and encoder gradient variance against steps, an estimator per colour;
-  published values (``plots.published``) as dashed reference lines on the panel of
-  the quantity they are compared with.
+  (where logged) and encoder gradient variance against steps, an estimator per colour and
+  line style (``style.Catalogue``); published values of the runs' protocol
+  (``plots.published``) as grey dashed reference lines on the panel of the quantity they
+  are compared with, one legend entry for all, each named at its right end.
+* ``cost_curves_<dataset>_<model>``: the train ELBO and bounds against two costs, evaluations
+  of f per example (steps x ``num_f_evals``) and wall-clock time (``wall_time_s``).
 * ``grad_variance_<dataset>_<model>``: the encoder-gradient variance of every
   estimator, a panel per cost (``num_f_evals`` from config.json), log y: estimators at
   equal K side by side, as the newer papers compare them.
@@ -46,7 +49,7 @@ with warnings.catch_warnings():
   from matplotlib.ticker import FuncFormatter
 
 from contracts import results
-from plots import loading, stats, style  # noqa: E402
+from plots import loading, markdown, stats, style  # noqa: E402
 
 matplotlib.use("Agg")
 
@@ -78,7 +81,7 @@ _SPLIT_NAMES = {"test_bound_k": "test", "valid_bound_k": "validation"}
 class FigureSpec:
   """One figure: what it is (kind, cell), its title and file stem, and how to build it."""
 
-  kind: str  # curves | grad_variance | multisample_bound | basket | toy_variance | toy_training
+  kind: str  # curves | cost_curves | grad_variance | multisample_bound | basket | toy_variance | toy_training
   cell: tuple | None
   title: str
   stem: str
@@ -123,15 +126,18 @@ def _has_values(frame: pd.DataFrame, column: str, positive=False) -> bool:
   return bool((v > 0).any() if positive else v.notna().any())
 
 
-def plot_mean_band(ax, agg: pd.DataFrame, colour: str, label: str, log: bool = False):
-  """Line for agg['mean'] against agg['step'] with a +- s.e. band; returns the line."""
-  x = agg["step"].to_numpy(dtype=float)
+def plot_mean_band(ax, agg: pd.DataFrame, colour: str, label: str, log: bool = False, linestyle="-", x=None):
+  """Line for agg['mean'] against agg['step'] (or ``x``, one value per row of agg) with a +- s.e. band;
+  returns the line."""
+  x = agg["step"].to_numpy(dtype=float) if x is None else np.asarray(x, dtype=float)
   m = agg["mean"].to_numpy(dtype=float)
   se = agg["se"].to_numpy(dtype=float)
   # Sparse series (the 100-sample bounds are often computed only a few times, or
   # once at the end) get markers: a single point has no line to show.
   sparse = len(x) <= 12
-  (line,) = ax.plot(x, m, color=colour, label=label, marker="o" if sparse else None, markersize=3.5)
+  (line,) = ax.plot(
+    x, m, color=colour, linestyle=linestyle, label=label, marker="o" if sparse else None, markersize=3.5
+  )
   if np.isfinite(se).any():
     if len(x) == 1:  # a band needs two points: draw the s.e. as an error bar instead
       ax.errorbar(x, m, yerr=se, color=colour, capsize=2, linewidth=1)
@@ -180,14 +186,6 @@ def _seeds_text(n: int) -> str:
   return f"{n} seed{'s' if n != 1 else ''}"
 
 
-def _cells(df: pd.DataFrame) -> list[tuple[str, str]]:
-  out = []
-  for ds in style.order_datasets(df["dataset"].unique()):
-    for mdl in style.order_models(df.loc[df["dataset"] == ds, "model"].unique()):
-      out.append((ds, mdl))
-  return out
-
-
 def _finish_panel(ax, log: bool, aggs, zoom: bool, empty_text: str) -> None:
   if log and ax.has_data():
     ax.set_yscale("log")
@@ -200,6 +198,26 @@ def _finish_panel(ax, log: bool, aggs, zoom: bool, empty_text: str) -> None:
 
 # --------------------------------------------------------------------------- training curves
 
+# The x axes a training curve can be drawn against: (axis label, tick formatter).
+X_AXES = {
+  "steps": ("steps", FuncFormatter(style.format_steps)),
+  "f_evals": ("evaluations of f per example\n(steps x num_f_evals)", FuncFormatter(style.format_steps)),
+  "wall_time": ("wall-clock time (s)\n(wall_time_s: training + evaluation)", None),
+}
+# What each x axis holds equal between estimators at one x, said on the panels.
+X_EQUALISES = {
+  "f_evals": "equal cost in evaluations of f",
+  "wall_time": "equal wall-clock time",
+}
+
+# Published reference lines: one grey dashed style, one legend entry; each line is named
+# at its right end in its estimator's colour.
+REFERENCE_COLOUR = "0.45"
+REFERENCE_STYLE = (0, (4, 2))
+REFERENCE_LABEL_SIZE = 5.5
+# Smallest vertical distance between two right-end labels, as a fraction of the panel height.
+REFERENCE_LABEL_GAP = 0.075
+
 
 def curve_panels(cell: pd.DataFrame, references=()) -> list:
   """The CURVE_PANELS shown for one cell: the fixed ones, and an optional one where the cell
@@ -208,43 +226,118 @@ def curve_panels(cell: pd.DataFrame, references=()) -> list:
   return [p for p in CURVE_PANELS if p[3] or _has_values(cell, p[0]) or p[0] in wanted]
 
 
-def build_training_curves(metrics: pd.DataFrame, catalogue, dataset: str, model: str, references=()) -> Figure:
-  """Stacked panels (train ELBO, test bounds, grad variance) vs steps for one dataset x model
-  cell, one colour per estimator; ``references``: (column, estimator, value, where) lines."""
+def curve_x(sub: pd.DataFrame, agg: pd.DataFrame, x: str, num_f_evals):
+  """The x values of an aggregated curve (``agg``, by step) of one estimator's runs ``sub``:
+  steps; steps x num_f_evals (None where the cost is unknown); or the mean over seeds of
+  ``wall_time_s`` at each step (NaN where no seed logged it)."""
+  steps = agg["step"].to_numpy(dtype=float)
+  if x == "steps":
+    return steps
+  if x == "f_evals":
+    return None if num_f_evals is None else steps * float(num_f_evals)
+  if x == "wall_time":
+    wall = stats.aggregate_over_seeds(sub, "wall_time_s")
+    return agg["step"].map(dict(zip(wall["step"], wall["mean"]))).to_numpy(dtype=float)
+  raise ValueError(f"unknown x axis {x!r}")
+
+
+def _draw_curve(ax, sub, column, log, x, catalogue, est, label):
+  """One estimator's mean +- s.e. of ``column`` on ``ax`` against ``x``; (line, agg) or (None, None)."""
+  agg = stats.aggregate_over_seeds(sub, column)
+  if log:
+    agg = agg[agg["mean"] > 0]
+  if agg.empty:
+    return None, None
+  xs = curve_x(sub, agg, x, catalogue.num_f_evals(est))
+  if xs is None:
+    return None, None
+  keep = np.isfinite(xs)
+  if not keep.any():
+    return None, None
+  agg = agg[keep].reset_index(drop=True)
+  line = plot_mean_band(ax, agg, catalogue.colour(est), label, log=log, linestyle=catalogue.linestyle(est), x=xs[keep])
+  return line, agg
+
+
+def _label_reference_lines(ax, refs, labels, catalogue) -> None:
+  """Names each reference line small at the panel's right edge, in its estimator's colour,
+  pushed apart where values lie close together."""
+  if not refs:
+    return
+  low, high = ax.get_ylim()
+  span = (high - low) or 1.0
+  placed = sorted(((value - low) / span, est) for _, est, value, _ in refs)
+  ys = [p for p, _ in placed]
+  for i in range(1, len(ys)):
+    ys[i] = max(ys[i], ys[i - 1] + REFERENCE_LABEL_GAP)
+  overflow = ys[-1] - 1.0 if ys else 0.0
+  if overflow > 0:  # shift the stack down, keeping the gaps
+    ys = [y - overflow for y in ys]
+  for y, (_, est) in zip(ys, placed):
+    ax.text(
+      1.01,
+      y,
+      labels[est],
+      transform=ax.transAxes,
+      fontsize=REFERENCE_LABEL_SIZE,
+      color=catalogue.colour(est),
+      va="center",
+      ha="left",
+      clip_on=False,
+    )
+
+
+def _seed_labels(cell, estimators, labels):
+  """({estimator: legend label}, legend title): the seed count in the title where every estimator has
+  the same, else after each label."""
+  counts = {est: cell.loc[cell["estimator"] == est, "seed"].nunique() for est in estimators}
+  if len(set(counts.values())) <= 1:
+    n = next(iter(counts.values()), 0)
+    return {est: labels[est] for est in estimators}, f"mean $\\pm$ s.e. over {_seeds_text(n)}"
+  return {est: f"{labels[est]} ({_seeds_text(n)})" for est, n in counts.items()}, "mean $\\pm$ s.e. over seeds"
+
+
+def build_training_curves(
+  metrics: pd.DataFrame, catalogue, dataset: str, model: str, references=(), reference_text="published", x="steps"
+) -> Figure:
+  """Stacked panels (train ELBO, test bounds, grad variance) against ``x`` (a key of X_AXES) for one
+  dataset x model cell, one colour and line style per estimator; ``references``: (column, estimator,
+  value, where) published values, drawn as grey dashed lines under one legend entry (``reference_text``)."""
   cell = metrics[(metrics["dataset"] == dataset) & (metrics["model"] == model)]
   estimators = catalogue.order(cell["estimator"].unique())
   ref_estimators = [e for _, e, _, _ in references]
   labels = catalogue.labels(estimators + [e for e in ref_estimators if e not in estimators])
   panels = curve_panels(cell, references)
+  xlabel, formatter = X_AXES[x]
   with matplotlib.rc_context(style.RC_PARAMS):
-    n_legend_rows = len(estimators) + len(references) if references else max(1, (len(estimators) + 1) // 2)
-    fig = Figure(figsize=(style.COLUMN_WIDTH, 2.0 * len(panels) + 0.16 * n_legend_rows), layout="constrained")
-    # Panels sharing the step axis, then a row that only holds the legend (an outside
+    n_legend_rows = max(1, (len(estimators) + 1) // 2) + (1 if references else 0)
+    # Room on the right for the names of the reference lines.
+    width = style.COLUMN_WIDTH + (0.7 if references else 0.0)
+    fig = Figure(figsize=(width, 2.0 * len(panels) + 0.16 * n_legend_rows), layout="constrained")
+    # Panels sharing the x axis, then a row that only holds the legend (an outside
     # figure legend would collide with the Omniglot footnote).
     gs = fig.add_gridspec(len(panels) + 1, 1, height_ratios=[1.0] * len(panels) + [0.07 * n_legend_rows])
     axes = [fig.add_subplot(gs[0])]
     axes += [fig.add_subplot(gs[i], sharex=axes[0]) for i in range(1, len(panels))]
     legend_ax = fig.add_subplot(gs[len(panels)])
     legend_ax.axis("off")
-    handles = []
+    handles, missing = [], []
     plotted = {col: [] for col, _, _, _ in panels}
+    legend_labels, legend_title = _seed_labels(cell, estimators, labels)
     for est in estimators:
       sub = cell[cell["estimator"] == est]
-      n_seeds = sub["seed"].nunique()
-      label = f"{labels[est]} ({_seeds_text(n_seeds)})"
-      colour = catalogue.colour(est)
+      label = legend_labels[est]
       handle = None
       for ax, (col, _ylabel, log, _) in zip(axes, panels):
-        agg = stats.aggregate_over_seeds(sub, col)
-        if log:
-          agg = agg[agg["mean"] > 0]
-        if agg.empty:
-          continue
-        line = plot_mean_band(ax, agg, colour, label, log=log)
-        plotted[col].append(agg)
-        handle = handle or line
+        line, agg = _draw_curve(ax, sub, col, log, x, catalogue, est, label)
+        if line is not None:
+          plotted[col].append(agg)
+          handle = handle or line
       if handle is not None:
         handles.append(handle)
+      elif x == "f_evals" and catalogue.num_f_evals(est) is None:
+        missing.append(labels[est])
+    reference_handle = None
     for ax, (col, ylabel, log, _) in zip(axes, panels):
       ax.set_ylabel(ylabel)
       if log and ax.has_data():
@@ -252,39 +345,107 @@ def build_training_curves(metrics: pd.DataFrame, catalogue, dataset: str, model:
       elif ax.has_data():
         _zoom_past_transient(ax, plotted[col])
       refs = [r for r in references if r[0] == col]
-      for _, est, value, where in refs:
-        handles.append(
-          ax.axhline(
-            value,
-            color=catalogue.colour(est),
-            linestyle="--",
-            linewidth=1.0,
-            label=f"{labels[est]}, published ({where})",
-          )
+      for _, _est, value, _where in refs:
+        reference_handle = ax.axhline(
+          value, color=REFERENCE_COLOUR, linestyle=REFERENCE_STYLE, linewidth=0.9, label=reference_text
         )
       if not log:
         _include_in_ylim(ax, [v for _, _, v, _ in refs])
+      _label_reference_lines(ax, refs, labels, catalogue)
       if not ax.has_data() and not refs:
         ax.text(0.5, 0.5, f"no {col} values", transform=ax.transAxes, ha="center", va="center", color="0.5")
       if ax is not axes[-1]:
         ax.tick_params(labelbottom=False)
-    axes[-1].set_xlabel("steps")
-    axes[-1].xaxis.set_major_formatter(FuncFormatter(style.format_steps))
-    fig.suptitle(style.cell_title(dataset, model))
+    axes[-1].set_xlabel(xlabel)
+    if formatter is not None:
+      axes[-1].xaxis.set_major_formatter(formatter)
+    title = style.cell_title(dataset, model)
+    if x in X_EQUALISES:
+      title += f"\nagainst {xlabel.splitlines()[0]} ({X_EQUALISES[x]} at each x)"
+    fig.suptitle(title)
+    if reference_handle is not None:
+      handles.append(reference_handle)
     if handles:
-      title = "mean $\\pm$ s.e. over seeds" + ("; dashed: published" if references else "")
       legend_ax.legend(
         handles=handles,
         loc="upper center",
-        ncol=1 if references else 2,
-        handlelength=1.5,
+        ncol=2,
+        handlelength=2.2,
         columnspacing=1.0,
+        borderaxespad=0.0,
+        title=legend_title + (f"; not shown (cost unknown): {', '.join(missing)}" if missing else ""),
+        title_fontsize=7,
+        fontsize=6.5,
+      )
+    if style.is_omniglot(dataset):
+      _footnote(fig, style.OMNIGLOT_FOOTNOTE, 75)
+    return fig
+
+
+def cost_panels(cell: pd.DataFrame) -> list:
+  """The ELBO and bound panels of CURVE_PANELS that the cell has values for (not the gradient variance)."""
+  return [p for p in CURVE_PANELS if not p[2] and _has_values(cell, p[0])]
+
+
+def build_cost_curves(metrics: pd.DataFrame, catalogue, dataset: str, model: str) -> Figure:
+  """The ELBO and bounds of one dataset x model cell against two costs: a column against evaluations
+  of f per example (steps x num_f_evals) and one against wall-clock time (wall_time_s)."""
+  cell = metrics[(metrics["dataset"] == dataset) & (metrics["model"] == model)]
+  estimators = catalogue.order(cell["estimator"].unique())
+  labels = catalogue.labels(estimators)
+  panels = cost_panels(cell)
+  xs = ("f_evals", "wall_time")
+  with matplotlib.rc_context(style.RC_PARAMS):
+    legend_rows = -(-len(estimators) // 3)
+    fig, axes, legend_ax = _grid(max(1, len(panels)), len(xs), 0.3 + 0.14 * legend_rows)
+    handles, missing = {}, set()
+    legend_labels, legend_title = _seed_labels(cell, estimators, labels)
+    for i, (col, ylabel, log, _) in enumerate(panels):
+      for j, x in enumerate(xs):
+        ax = axes[i, j]
+        aggs = []
+        for est in estimators:
+          sub = cell[cell["estimator"] == est]
+          label = legend_labels[est]
+          line, agg = _draw_curve(ax, sub, col, log, x, catalogue, est, label)
+          if line is not None:
+            handles.setdefault(est, line)
+            aggs.append(agg)
+          elif x == "f_evals" and catalogue.num_f_evals(est) is None:
+            missing.add(labels[est])
+        if ax.has_data():
+          _zoom_past_transient(ax, aggs)
+        else:
+          ax.text(0.5, 0.5, f"no {col} values", transform=ax.transAxes, ha="center", va="center", color="0.5")
+        xlabel, formatter = X_AXES[x]
+        if formatter is not None:
+          ax.xaxis.set_major_formatter(formatter)
+        if i == 0:
+          ax.set_title(X_EQUALISES[x] + " at each x", fontsize=7)
+        if i == len(panels) - 1:
+          ax.set_xlabel(xlabel)
+        if j == 0:
+          ax.set_ylabel(ylabel)
+    if not panels:
+      for ax in axes.flat:
+        ax.text(0.5, 0.5, "no ELBO or bound values", transform=ax.transAxes, ha="center", va="center", color="0.5")
+    hs = [handles[e] for e in estimators if e in handles]
+    if hs:
+      title = legend_title + ", aligned on steps"
+      if missing:
+        title += f"; not on the f-evaluation axis (cost unknown): {', '.join(sorted(missing))}"
+      legend_ax.legend(
+        handles=hs,
+        loc="upper center",
+        ncol=min(3, len(hs)),
+        handlelength=2.2,
         borderaxespad=0.0,
         title=title,
         title_fontsize=7,
       )
+    fig.suptitle(f"{style.cell_title(dataset, model)}: ELBO at equal cost")
     if style.is_omniglot(dataset):
-      _footnote(fig, style.OMNIGLOT_FOOTNOTE, 75)
+      _footnote(fig, style.OMNIGLOT_FOOTNOTE, 110)
     return fig
 
 
@@ -298,7 +459,8 @@ def _cost_levels(catalogue, estimators) -> list:
 
 
 def _level_title(k) -> str:
-  return "K unknown (no estimator_info)" if k is None else f"K = {k} evaluations of f"
+  """A cost panel's title: the cost its estimators share (evaluations of f per example and step)."""
+  return "K unknown (no estimator_info)" if k is None else f"equal cost: K = {k} evaluations of f"
 
 
 def _grid(n_rows: int, n_cols: int, legend_height: float = 0.0, legend_per_column=False):
@@ -332,7 +494,7 @@ def _seed_range_text(counts) -> str:
 def build_cost_grid(frame: pd.DataFrame, catalogue, column: str, ylabel: str, log: bool, title: str) -> Figure:
   """A row per dataset x model, a column per cost K (num_f_evals): every estimator of that
   cost, mean +- s.e. over seeds of ``column`` against steps; each column's legend below it."""
-  cells = _cells(frame)
+  cells = markdown.cells(frame)
   estimators = catalogue.order(frame["estimator"].unique())
   labels = catalogue.labels(estimators)
   levels = _cost_levels(catalogue, estimators)
@@ -354,7 +516,9 @@ def build_cost_grid(frame: pd.DataFrame, catalogue, column: str, ylabel: str, lo
             agg = agg[agg["mean"] > 0]
           if agg.empty:
             continue
-          line = plot_mean_band(ax, agg, catalogue.colour(est), labels[est], log=log)
+          line = plot_mean_band(
+            ax, agg, catalogue.colour(est), labels[est], log=log, linestyle=catalogue.linestyle(est)
+          )
           handles[k].setdefault(est, line)
           seeds[k].setdefault(est, []).append(sub["seed"].nunique())
           aggs.append(agg)
@@ -437,7 +601,9 @@ def build_basket_figure(metrics: pd.DataFrame, catalogue, columns, dataset: str,
         agg = agg[agg["mean"] > 0]
         if agg.empty:
           continue
-        h = plot_mean_band(ax, agg, catalogue.colour(est), f"measured: {labels[est]}", log=True)
+        h = plot_mean_band(
+          ax, agg, catalogue.colour(est), f"measured: {labels[est]}", log=True, linestyle=catalogue.linestyle(est)
+        )
         handles.setdefault(est, h)
       _finish_panel(ax, True, [], zoom=False, empty_text="no basket values")
       ax.set_title(f"trained by {labels[trainer]} ({_seeds_text(runs['seed'].nunique())})")
@@ -571,17 +737,18 @@ def write_toy_figures(results_dir: str) -> dict:
 # --------------------------------------------------------------------------- the plan
 
 
-def plan_figures(data, references=None) -> list[FigureSpec]:
+def plan_figures(data, references=None, reference_text="published") -> list[FigureSpec]:
   """Every figure the sweep's data supports, in report order (nothing is drawn here).
 
   ``data``: ``plots.loading.load_sweep``'s result; ``references``: {(dataset, model):
-  [(column, estimator, value, where)]} published values to draw (``plots.published``).
+  [(column, estimator, value, where)]} published values to draw (``plots.published``;
+  the caller keeps only those of the runs' protocol), under the legend entry ``reference_text``.
   """
   references = references or {}
   metrics, catalogue = data.metrics, data.catalogue
   specs = []
   if not metrics.empty:
-    for ds, mdl in _cells(metrics):
+    for ds, mdl in markdown.cells(metrics):
       refs = tuple(references.get((ds, mdl), ()))
       specs.append(
         FigureSpec(
@@ -589,10 +756,23 @@ def plan_figures(data, references=None) -> list[FigureSpec]:
           (ds, mdl),
           style.cell_title(ds, mdl),
           f"curves_{safe_name(ds)}_{safe_name(mdl)}",
-          lambda ds=ds, mdl=mdl, refs=refs: build_training_curves(metrics, catalogue, ds, mdl, refs),
+          lambda ds=ds, mdl=mdl, refs=refs: build_training_curves(metrics, catalogue, ds, mdl, refs, reference_text),
         )
       )
-    for ds, mdl in _cells(metrics):
+    for ds, mdl in markdown.cells(metrics):
+      cell = metrics[(metrics["dataset"] == ds) & (metrics["model"] == mdl)]
+      if not cost_panels(cell):
+        continue
+      specs.append(
+        FigureSpec(
+          "cost_curves",
+          (ds, mdl),
+          f"ELBO at equal cost: {style.cell_title(ds, mdl)}",
+          f"cost_curves_{safe_name(ds)}_{safe_name(mdl)}",
+          lambda ds=ds, mdl=mdl: build_cost_curves(metrics, catalogue, ds, mdl),
+        )
+      )
+    for ds, mdl in markdown.cells(metrics):
       cell = metrics[(metrics["dataset"] == ds) & (metrics["model"] == mdl)]
       if not _has_values(cell, "grad_variance", positive=True):
         continue
@@ -635,7 +815,7 @@ def plan_figures(data, references=None) -> list[FigureSpec]:
     columns = loading.basket_columns(metrics)
     if columns:
       basket = _basket_rows(metrics, columns)
-      for ds, mdl in _cells(basket):
+      for ds, mdl in markdown.cells(basket):
         specs.append(
           FigureSpec(
             "basket",

@@ -43,12 +43,6 @@ CURVE_STATUSES = ("done", "running")
 # Values of a metrics.csv field that mean "not computed" rather than damage.
 _NAN_TOKENS = {"", "nan", "na", "n/a", "null", "none"}
 
-# toy/toy_variance.csv: one row per (p0, estimator, sigma_phi) point (experiments/toy.py).
-TOY_VARIANCE_COLUMNS = ("p0", "estimator", "sigma_phi", "variance", "variance_exact")
-# toy/toy_training.csv: one row per (p0, estimator, seed, step) evaluation.
-TOY_TRAINING_COLUMNS = ("p0", "estimator", "seed", "step", "sigma_phi")
-TOY_VARIANCE_CSV = "toy_variance.csv"
-TOY_TRAINING_CSV = "toy_training.csv"
 
 
 class ResultsDirError(FileNotFoundError):
@@ -67,6 +61,9 @@ class EstimatorInfo:
   bound_samples: object = None
   trainable: object = None
   reference: str = ""
+  # Declared costs besides f: gradient (backward) passes and network evaluations per step; None: not recorded.
+  num_grad_evals: object = None
+  num_network_evals: object = None
 
   @classmethod
   def from_config(cls, name, info):
@@ -85,6 +82,8 @@ class EstimatorInfo:
       bound_samples=info.get("bound_samples"),
       trainable=info.get("trainable"),
       reference=str(info.get("reference") or ""),
+      num_grad_evals=info.get("num_grad_evals"),
+      num_network_evals=info.get("num_network_evals"),
     )
 
 
@@ -382,8 +381,9 @@ def _load_optional_csv(path: str, required) -> pd.DataFrame | None:
 
 def load_toy_variance(results_dir: str) -> pd.DataFrame | None:
   """toy/toy_variance.csv, or None if absent or unreadable. variance_exact may be all NaN."""
-  path = os.path.join(results_dir, results.TOY_DIR, TOY_VARIANCE_CSV)
-  df = _load_optional_csv(path, [c for c in TOY_VARIANCE_COLUMNS if c != "variance_exact"])
+  path = os.path.join(results_dir, results.TOY_DIR, results.TOY_VARIANCE_CSV)
+  # The closed form is known for some estimators only (an empty column otherwise).
+  df = _load_optional_csv(path, [c for c in results.TOY_VARIANCE_COLUMNS if c != "variance_exact"])
   if df is not None and "variance_exact" not in df.columns:
     df["variance_exact"] = math.nan
   return df
@@ -391,5 +391,5 @@ def load_toy_variance(results_dir: str) -> pd.DataFrame | None:
 
 def load_toy_training(results_dir: str) -> pd.DataFrame | None:
   """toy/toy_training.csv, or None if absent or unreadable."""
-  path = os.path.join(results_dir, results.TOY_DIR, TOY_TRAINING_CSV)
-  return _load_optional_csv(path, TOY_TRAINING_COLUMNS)
+  path = os.path.join(results_dir, results.TOY_DIR, results.TOY_TRAINING_CSV)
+  return _load_optional_csv(path, results.TOY_TRAINING_COLUMNS)

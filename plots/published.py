@@ -12,11 +12,17 @@ quantities is set beside a published one, and which settings the published runs 
 is data about the published source (``PROTOCOLS``, keyed by the paper and table named in
 the row's ``source``); rows of an unknown source compare the column of the same name.
 
-A difference is judged (ours higher / lower / consistent, by ``diff / sqrt(se_ours^2 +
-se_published^2)`` against +-``Z_THRESHOLD``) only where our runs are as long as the
-published ones, every setting the protocol names matches, and the data set is the
-paper's (our Omniglot is not). Otherwise the row says why it is not judged, and the
-published value is drawn as a reference line on that cell's training-curve figure.
+A difference d = ours - published is judged only where our runs are as long as the
+published ones, every setting the protocol names matches, the data set is the paper's
+(our Omniglot is not) and we have >= ``verdicts.MIN_N`` seeds. Its s.e. is
+sqrt(se_ours^2 + se_published^2), read in Student's t with the Welch-Satterthwaite degrees
+of freedom (``stats.welch_df``): ours n - 1, the published value's ``PublishedProtocol.runs``
+- 1 (the RODEO tables: mean +- s.e. over 5 runs); for a source of unknown protocol the
+published s.e. is taken as known (infinite df), a missing one as 0. "consistent" is an
+equivalence statement: TOST within +-``verdicts.MARGIN_NATS`` at level ``verdicts.ALPHA``;
+else "ours higher" / "ours lower" where the 95% interval excludes 0; else "no difference
+detected" with the smallest detectable difference (``plots.verdicts``). Otherwise the row
+says why it is not judged, and the published value is drawn as a reference line on that cell's training-curve figure.
 """
 
 from __future__ import annotations
@@ -29,8 +35,11 @@ import re
 import numpy as np
 import pandas as pd
 
-from contracts import protocols
-from plots import stats, style
+from contracts import protocols, results
+from plots import stats, style, verdicts
+from plots.markdown import md_cell, md_dataset, range_text
+
+MARGIN_NATS = verdicts.MARGIN_NATS
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_PUBLISHED_CSV = os.path.join(REPO_ROOT, "results", "published", "rodeo_2022.csv")
@@ -41,25 +50,8 @@ DISABLED = ("none", "")
 
 PUBLISHED_COLUMNS = ("dataset", "model", "estimator", "metric", "value", "stderr", "steps", "source", "quote")
 REQUIRED_COLUMNS = ("dataset", "model", "estimator", "metric", "value", "source")
-Z_THRESHOLD = 2.0
 
 OMNIGLOT_NOTE = "not the paper's Omniglot (Omniglot-28* derived by this suite): not directly comparable"
-
-# Published metrics named as aliases in older CSVs.
-METRIC_ALIASES = {
-  "train_elbo": "final_train_elbo",
-  "elbo": "final_train_elbo",
-  "test_bound_100": "final_test_bound_100",
-  "test_bound": "final_test_bound_100",
-  "valid_bound_100": "final_valid_bound_100",
-  "grad_variance": "final_grad_variance",
-}
-DATASET_ALIASES = {
-  "fashionmnist": "fashion_mnist",
-  "fmnist": "fashion_mnist",
-  "omniglot_28": "omniglot",
-  "omniglot28": "omniglot",
-}
 
 K_BOUND_CAVEAT = (
   "The RODEO code's released evaluation draws the estimator's K samples for what its tables call the "
@@ -80,6 +72,7 @@ class PublishedProtocol:
   dataset_settings: dict  # dataset -> {setting: value} where a data set used other values
   our_metric: dict  # published metric -> our summary.csv column
   caveats: dict  # published metric -> what the reader must know next to the number
+  runs: int = 0  # seeds behind each published mean +- s.e. (0: unknown, the s.e. is taken as known)
 
   def settings_for(self, dataset):
     return {**self.settings, **self.dataset_settings.get(dataset, {})}
@@ -95,6 +88,7 @@ PROTOCOLS = (
     dataset_settings=protocols.RODEO_DATASETS,
     our_metric={"final_train_elbo": "final_train_elbo", "final_test_bound_100": "final_test_bound_k"},
     caveats={"final_test_bound_100": K_BOUND_CAVEAT},
+    runs=5,
   ),
   PublishedProtocol(
     name="RODEO Table 5 (2-4 layer linear VAEs)",
@@ -104,6 +98,7 @@ PROTOCOLS = (
     dataset_settings={},
     our_metric={"final_train_elbo": "final_train_elbo", "final_test_bound_100": "final_test_bound_100"},
     caveats={},
+    runs=5,
   ),
 )
 
@@ -150,10 +145,10 @@ def load_published(path: str) -> pd.DataFrame:
     df[c] = pd.to_numeric(df[c], errors="coerce") if c in df.columns else math.nan
   if "quote" not in df.columns:
     df["quote"] = ""
-  df["dataset"] = df["dataset"].map(_norm).map(lambda d: DATASET_ALIASES.get(d, d))
+  df["dataset"] = df["dataset"].map(_norm)
   df["model"] = df["model"].map(_norm)
   df["estimator"] = df["estimator"].map(_norm)
-  df["metric"] = df["metric"].astype(str).str.strip().map(lambda m: METRIC_ALIASES.get(m, m))
+  df["metric"] = df["metric"].astype(str).str.strip()
   df["value"] = pd.to_numeric(df["value"], errors="coerce")
   df["source"] = df["source"].fillna("").astype(str)
   df["quote"] = df["quote"].fillna("").astype(str)
@@ -187,11 +182,16 @@ def setting_differences(data, dataset, model, estimator, protocol):
     & data.runs["usable"]
   ]
   out = []
+  # What each run's steps applied (config.json's effective settings: RELAX, VIMCO and local
+  # DisARM fix their own decoder sample, whatever the run asked for); runs made before
+  # that record existed count with the value they asked for.
+  applied = [data.configs.get(run_id, {}).get(results.EFFECTIVE_KEY) or {} for run_id in runs["run_id"]]
   for name, published in protocol.settings_for(dataset).items():
     if name not in runs.columns:
       out.append((name, "not recorded", published))
       continue
-    ours = [v for v in runs[name] if not (isinstance(v, float) and math.isnan(v))]
+    ours = [a.get(name, v) for a, v in zip(applied, runs[name])]
+    ours = [v for v in ours if not (isinstance(v, float) and math.isnan(v))]
     if not ours:
       out.append((name, "not recorded", published))
     elif any(not _same(v, published) for v in ours):
@@ -212,9 +212,20 @@ def format_setting(value) -> str:
 
 
 def _steps_text(lo, hi) -> str:
-  if lo is None:
-    return "n/a"
-  return style.format_count(lo) if lo == hi else f"{style.format_count(lo)}-{style.format_count(hi)}"
+  return range_text([x for x in (lo, hi) if x is not None])
+
+
+def judge_difference(ours, published, published_se, published_df, margin=MARGIN_NATS) -> tuple[dict, str, str]:
+  """(test, verdict, reason) of mean(ours) - published (pure; module doc): Welch-Satterthwaite df with
+  the published s.e. on ``published_df`` degrees of freedom (inf: known), TOST within +-margin."""
+  mean, se, n = stats.mean_se(ours)
+  pub_se = published_se if np.isfinite(published_se) else 0.0
+  df = stats.welch_df(se, n - 1, pub_se, published_df) if n >= 2 else math.nan
+  if n >= 2 and pub_se == 0:
+    df = n - 1.0
+  test = stats.difference_test(mean - published, math.hypot(se, pub_se), df, n, margin)
+  verdict, reason = verdicts.decide_equivalent(test, margin, higher="ours higher", lower="ours lower")
+  return test, verdict, reason
 
 
 def compare_published(data, published: pd.DataFrame) -> pd.DataFrame:
@@ -222,8 +233,9 @@ def compare_published(data, published: pd.DataFrame) -> pd.DataFrame:
 
   Columns: dataset, model, estimator, table, published_metric, our_metric, published,
   published_se, published_steps, ours, ours_se, n, our_steps_min, our_steps_max, diff,
-  se_combined, diff_in_se (NaN where not judged), verdict, notes, settings_differ,
-  protocol, source.
+  se_combined, diff_in_se (t), df, ci_low, ci_high (95% interval of diff), sdd (smallest
+  detectable difference), p_equivalent (TOST) -- NaN where not judged -- verdict, notes,
+  settings_differ, protocol, source.
   """
   done = data.done
   cells = set(zip(data.summary["dataset"], data.summary["model"], data.summary["estimator"]))
@@ -245,8 +257,8 @@ def compare_published(data, published: pd.DataFrame) -> pd.DataFrame:
     if n == 0:
       hint = " (runs log it with --log_bound_k)" if our_metric.endswith("_k") else ""
       why_not.append(f"no finished run logged {our_metric}{hint}")
-    elif n < 2:
-      why_not.append("one seed: our s.e. undefined")
+    elif n < verdicts.MIN_N:
+      why_not.append(f"{n} seed(s) < {verdicts.MIN_N}")
     pub_steps = r.steps if np.isfinite(r.steps) else None
     if pub_steps is None:
       notes.append("published run length unknown")
@@ -268,18 +280,15 @@ def compare_published(data, published: pd.DataFrame) -> pd.DataFrame:
       notes.append("protocol of this source unknown: settings not checked")
     if style.is_omniglot(r.dataset):
       why_not.append(OMNIGLOT_NOTE)
-    pub_se = float(r.stderr) if np.isfinite(r.stderr) else 0.0
     if not np.isfinite(r.stderr):
       notes.append("published s.e. missing, taken as 0")
-    diff = mean - r.value
-    comb = math.hypot(se, pub_se) if np.isfinite(se) else math.nan
-    z = stats.t_statistic(diff, comb)
+    published_df = protocol.runs - 1.0 if protocol is not None and protocol.runs > 1 else math.inf
+    values = pd.to_numeric(d[our_metric], errors="coerce") if our_metric in d.columns else []
+    test, verdict, reason = judge_difference(values, r.value, r.stderr, published_df)
     if why_not:
-      verdict, diff, z = "not judged", math.nan, math.nan
-    elif abs(z) <= Z_THRESHOLD:
-      verdict = f"consistent (|z| <= {Z_THRESHOLD:g})"
-    else:
-      verdict = f"ours {'higher' if z > 0 else 'lower'} (z = {z:.1f})"
+      verdict, reason, test = "not judged", "", verdicts.nan_test(n)
+    elif reason:
+      notes.insert(0, reason)
     rows.append(
       {
         "dataset": r.dataset,
@@ -296,9 +305,14 @@ def compare_published(data, published: pd.DataFrame) -> pd.DataFrame:
         "n": n,
         "our_steps_min": lo if lo is not None else math.nan,
         "our_steps_max": hi if hi is not None else math.nan,
-        "diff": diff,
-        "se_combined": comb,
-        "diff_in_se": z,
+        "diff": test["diff"],
+        "se_combined": test["se"],
+        "diff_in_se": test["t"],
+        "df": test["df"],
+        "ci_low": test["ci_low"],
+        "ci_high": test["ci_high"],
+        "sdd": test["sdd"],
+        "p_equivalent": test.get("p_equivalent", math.nan),
         "verdict": verdict,
         "notes": "; ".join(why_not + notes),
         "settings_differ": bool(differing),
@@ -324,6 +338,11 @@ def compare_published(data, published: pd.DataFrame) -> pd.DataFrame:
     "diff",
     "se_combined",
     "diff_in_se",
+    "df",
+    "ci_low",
+    "ci_high",
+    "sdd",
+    "p_equivalent",
     "verdict",
     "notes",
     "settings_differ",
@@ -386,13 +405,25 @@ def _number(x, se=None) -> str:
   return f"{x:.2f} ± " + (f"{se:.2f}" if np.isfinite(se) else "n/a")
 
 
+def _difference(r) -> str:
+  """'-0.52 (-0.91, -0.13; df 5.2)' or 'n/a'."""
+  if not np.isfinite(r.diff):
+    return "n/a"
+  return f"{r.diff:.2f} ({_number(r.ci_low)}, {_number(r.ci_high)}; df {r.df:.3g})"
+
+
 def published_markdown(data, comp: pd.DataFrame, published: pd.DataFrame, name: str) -> str:
   """The report section's body: the table, the caveats, and the settings that differ."""
   lines = [
     f"From `{name}`: every cell of this sweep that has a published row. Ours: mean ± s.e. over finished "
-    "seeds (n). A difference is judged only where our runs are as long as the published ones, every "
-    "setting of the published protocol matches and the data set is the paper's; otherwise the row says "
-    "why not, and the published value is a dashed reference line on that cell's training curves.",
+    f"seeds (n). A difference is judged only where our runs are as long as the published ones, every "
+    f"setting of the published protocol matches, the data set is the paper's and n >= {verdicts.MIN_N}; "
+    "otherwise the row says why not, and the published value is a dashed reference line on that cell's "
+    "training curves. Judged: ours - published with its 95% confidence interval in Student's t "
+    "(Welch-Satterthwaite df; the published s.e. from its source's runs, or taken as known where the "
+    f"source's runs are unknown); 'consistent' means equivalent within ±{MARGIN_NATS:g} nats (two one-sided "
+    f"tests at level {verdicts.ALPHA:g}); 'Detectable' is the smallest difference the test would detect with "
+    f"power {verdicts.POWER:g}.",
     "",
   ]
   missing = unmatched_count(data, published)
@@ -400,7 +431,10 @@ def published_markdown(data, comp: pd.DataFrame, published: pd.DataFrame, name: 
     lines.append(f"No cell of this sweep has a published row ({missing} published rows are for other cells).")
     return "\n".join(lines) + "\n"
   labels = data.catalogue.labels(comp["estimator"].unique())
-  lines += ["| Dataset | Model | Estimator | Published | Ours | Verdict | Notes |", "|:--|:--|:--|--:|--:|:--|:--|"]
+  lines += [
+    "| Dataset | Model | Estimator | Published | Ours | Difference (95% CI; df) | Detectable | Verdict | Notes |",
+    "|:--|:--|:--|--:|--:|--:|--:|:--|:--|",
+  ]
   for r in comp.itertuples(index=False):
     table = f"Table {r.table}, " if r.table else ""
     pub_steps = _count_or_none(r.published_steps)
@@ -413,13 +447,15 @@ def published_markdown(data, comp: pd.DataFrame, published: pd.DataFrame, name: 
       "| "
       + " | ".join(
         [
-          _md_dataset(r.dataset),
+          md_dataset(r.dataset),
           style.model_label(r.model),
           labels[r.estimator],
           pub,
           ours,
+          _difference(r),
+          _number(r.sdd),
           r.verdict,
-          _md(r.notes or ""),
+          md_cell(r.notes or ""),
         ]
       )
       + " |"
@@ -435,14 +471,6 @@ def published_markdown(data, comp: pd.DataFrame, published: pd.DataFrame, name: 
   if comp["source"].str.contains("not published", case=False).any():
     lines += ["**Some rows are marked as format examples, not published values.**", ""]
   return "\n".join(lines)
-
-
-def _md(text: str) -> str:
-  return str(text).replace("*", "\\*").replace("|", "\\|")
-
-
-def _md_dataset(ds: str) -> str:
-  return _md(style.dataset_label(ds))
 
 
 def _settings_notes(data, comp: pd.DataFrame) -> list:
@@ -465,9 +493,9 @@ def _settings_notes(data, comp: pd.DataFrame) -> list:
   for (name, dataset), texts in sorted(by_protocol.items()):
     for text in sorted(texts):
       if text:
-        out.append(f"- Settings of our {_md_dataset(dataset)} runs that differ from {name}: {text}.")
+        out.append(f"- Settings of our {md_dataset(dataset)} runs that differ from {name}: {text}.")
       else:
-        out.append(f"- Our {_md_dataset(dataset)} runs use every setting of {name}.")
+        out.append(f"- Our {md_dataset(dataset)} runs use every setting of {name}.")
   return out + ([""] if out else [])
 
 

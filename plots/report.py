@@ -11,6 +11,7 @@ regenerate a committed report and compare the text.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -19,20 +20,13 @@ import numpy as np
 import pandas as pd
 
 from contracts import results
-from contracts.settings import setting_fields
-from plots import compare, figures, loading, published, style, tables
-from plots.markdown import df_to_markdown
-
-REFERENCE_NAME = "DisARM reference"
+from plots import compare, figures, loading, provenance, published, style, tables
+from plots import protocol as run_protocol
+from plots.markdown import df_to_markdown, md_cell, md_dataset, md_text, range_text
 
 
 def _rel(path: str, start: str) -> str:
   return os.path.relpath(path, start).replace(os.sep, "/")
-
-
-def _md(text: str) -> str:
-  """Text safe in Markdown prose and headings (the Omniglot-28* marker)."""
-  return str(text).replace("*", "\\*")
 
 
 def _int_list(values) -> str:
@@ -45,103 +39,53 @@ def _int_list(values) -> str:
   return ", ".join(out)
 
 
-def _counted(values) -> str:
-  """'`a`' if every run agrees, else '`a` (4 runs), `b` (2 runs)', most common first (ties by text)."""
-  counts = {}
-  for v in values:
-    counts[v] = counts.get(v, 0) + 1
-  if len(counts) == 1:
-    return f"`{next(iter(counts))}`"
-  ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-  return ", ".join(f"`{v}` ({c} run{'s' if c != 1 else ''})" for v, c in ordered)
-
-
-def _range(values, fmt=style.format_count) -> str:
-  values = [v for v in values if v is not None and np.isfinite(v)]
-  if not values:
-    return "n/a"
-  lo, hi = min(values), max(values)
-  return fmt(lo) if lo == hi else f"{fmt(lo)}-{fmt(hi)}"
-
-
 # --------------------------------------------------------------------------- settings
 
 
-def setting_rows(data) -> list[dict]:
+def setting_rows(data, protocol=None) -> list[dict]:
   """One row per contracts.settings field: the sweep's values (from the runs' config.json, else
-  sweep.json), the DisARM reference's (the field default), and whether they differ."""
-  runs = data.runs[data.runs["usable"]] if not data.runs.empty else data.runs
-  sweep_settings = (data.sweep_json or {}).get("settings", {}) if isinstance(data.sweep_json, dict) else {}
-  rows = []
-  for field in setting_fields():
-    values = []
-    if field.name in runs.columns:
-      values = [v for v in runs[field.name] if not (isinstance(v, float) and math.isnan(v))]
-    source = "config.json"
-    if not values and field.name in sweep_settings:
-      values, source = [sweep_settings[field.name]], "sweep.json"
-    if not values:
-      rows.append(
-        dict(
-          name=field.name,
-          text="not recorded",
-          reference=published.format_setting(field.default),
-          differs=False,
-          recorded=False,
-          help=field.metadata["help"],
-        )
-      )
-      continue
-    normalised = [tuple(v) if isinstance(v, list) else v for v in values]
-    differs = any(not published._same(v, field.default) for v in normalised)
-    text = _counted([published.format_setting(v) for v in normalised])
-    if source == "sweep.json":
-      text += " (sweep.json)"
-    rows.append(
-      dict(
-        name=field.name,
-        text=text,
-        reference=published.format_setting(field.default),
-        differs=differs,
-        recorded=True,
-        help=field.metadata["help"],
-      )
-    )
-  return rows
+  sweep.json), the protocol's (default: the nearest to the runs), and whether they differ."""
+  protocol = protocol or run_protocol.nearest(data).protocol
+  return [dataclasses.asdict(r) for r in run_protocol.setting_rows(data, protocol)]
 
 
 # --------------------------------------------------------------------------- sections
 
 
-def protocol_distance_markdown(data) -> str:
-  """The report's first lines: how far the runs are from the paper's protocol."""
+def protocol_distance_markdown(data, match) -> str:
+  """The report's first lines: which protocol the runs follow and how far they are from it."""
+  chosen = match.protocol
   done = data.done
   lines = []
+  heading = f"**How far from the {chosen.title}:**"
   if done.empty:
-    lines.append("**How far from the paper's protocol:** no finished run in this sweep.")
+    lines.append(f"{heading} no finished run in this sweep.")
   else:
     steps = [float(x) for x in pd.to_numeric(done["final_step"], errors="coerce").dropna()]
     seeds = done.groupby(["dataset", "model", "estimator"])["seed"].nunique().tolist()
-    fraction = max(steps) / compare.PAPER_STEPS if steps else math.nan
+    fraction = max(steps) / chosen.steps if steps else math.nan
     share = f", so {100 * fraction:.2g}% of it" if np.isfinite(fraction) and fraction < 1 else ""
-    rows = setting_rows(data)
-    differing = [r["name"] for r in rows if r["differs"] and r["name"] != "num_steps"]
-    unrecorded = [r["name"] for r in rows if not r["recorded"]]
+    rows = run_protocol.setting_rows(data, chosen)
+    unrecorded = [r.name for r in rows if not r.recorded]
     settings = (
       (
-        f"{len(differing)} setting(s) differ from the {REFERENCE_NAME} (`contracts.settings` defaults): "
-        + ", ".join(f"`{n}`" for n in differing)
+        f"{len(match.differing)} setting(s) differ from it: "
+        + ", ".join(f"`{n}`" for n in match.differing)
         + " (section *Settings*)"
       )
-      if differing
-      else f"every recorded setting is the {REFERENCE_NAME}'s"
+      if match.differing
+      else "every recorded setting is the protocol's"
     )
     if unrecorded:
       settings += f"; {len(unrecorded)} setting(s) not recorded by the runs' config.json (older runs)"
+    others = [f"{p.title}: {match.distances[p.key]}" for p in run_protocol.candidates(data) if p.key != chosen.key]
+    nearest = (
+      f" It is the nearest protocol (settings differing from the others: {'; '.join(others)})." if others else ""
+    )
     lines.append(
-      f"**How far from the paper's protocol:** runs of {_range(steps)} steps (the paper: "
-      f"{style.format_count(compare.PAPER_STEPS)}{share}); {_range(seeds, lambda x: str(int(x)))} "
-      f"finished seed(s) per cell (the paper: {compare.PAPER_SEEDS}); {settings}."
+      f"{heading} runs of {range_text(steps)} steps ({chosen.paper}: "
+      f"{style.format_count(chosen.steps)}{share}); {range_text(seeds, lambda x: str(int(x)))} "
+      f"finished seed(s) per cell ({chosen.paper}: {chosen.seeds}); {settings}.{nearest}"
     )
   bad = sorted({run_id for run_id, _, used in data.damaged if not used})
   partly = sorted({run_id for run_id, _, used in data.damaged if used} - set(bad))
@@ -191,7 +135,7 @@ def damaged_markdown(data) -> str:
   return "\n".join(lines)
 
 
-def grid_markdown(data) -> str:
+def grid_markdown(data, match) -> str:
   summary, catalogue = data.all_summary, data.catalogue
   grid = data.sweep_json if isinstance(data.sweep_json, dict) else {}
   lines = ["## Sweep grid", ""]
@@ -240,7 +184,7 @@ def grid_markdown(data) -> str:
   if any(style.is_omniglot(d) for d in summary["dataset"].unique()):
     lines.append(style.OMNIGLOT_FOOTNOTE)
     lines.append("")
-  lines += settings_markdown(data)
+  lines += settings_markdown(data, match)
   return "\n".join(lines)
 
 
@@ -248,36 +192,46 @@ def estimators_markdown(data) -> list[str]:
   """What the runs' config.json recorded about each estimator (estimator_info)."""
   catalogue = data.catalogue
   names = catalogue.order(data.all_summary["estimator"].unique())
+  infos = [catalogue.info(n) for n in names]
+  # Declared only by newer runs: shown where some estimator declares them, "unknown" where one does not.
+  extra = [
+    (attr, column)
+    for attr, column in (("num_grad_evals", "gradient evaluations"), ("num_network_evals", "network evaluations"))
+    if any(info is not None and getattr(info, attr) is not None for info in infos)
+  ]
   rows = []
-  for name in names:
-    info = catalogue.info(name)
+  for name, info in zip(names, infos):
     if info is None:
-      rows.append(
-        {
-          "estimator": name,
-          "label": "(not recorded)",
-          "family": "",
-          "f evaluations": "",
-          "bound K": "",
-          "trainable": "",
-          "reference": "",
-        }
-      )
+      row = {"estimator": name, "label": "(not recorded)", "family": "", "f evaluations": ""}
+      row.update({column: "" for _, column in extra})
+      row.update({"bound K": "", "trainable": "", "reference": ""})
+      rows.append(row)
       continue
-    rows.append(
+    row = {
+      "estimator": name,
+      "label": info.label,
+      "family": info.family,
+      "f evaluations": "" if info.num_f_evals is None else str(info.num_f_evals),
+    }
+    for attr, column in extra:
+      value = getattr(info, attr)
+      row[column] = "unknown" if value is None else str(value)
+    row.update(
       {
-        "estimator": name,
-        "label": info.label,
-        "family": info.family,
-        "f evaluations": "" if info.num_f_evals is None else str(info.num_f_evals),
         "bound K": "" if info.bound_samples is None else str(info.bound_samples),
         "trainable": "yes" if info.trainable else "no",
         "reference": info.reference,
       }
     )
+    rows.append(row)
+  declared = (
+    "; gradient and network evaluations per step as the estimators declare them (unknown where one does not)"
+    if extra
+    else ""
+  )
   return [
     "Estimators (from the runs' config.json, `estimator_info`; f evaluations = cost per example, the K of "
-    "equal-cost comparisons):",
+    f"equal-cost comparisons{declared}):",
     "",
     df_to_markdown(pd.DataFrame(rows)),
   ]
@@ -301,20 +255,21 @@ def _runs_per_cell(data) -> pd.DataFrame:
         ok = d[(d["status"] == "done") & ~d["run_id"].isin(bad)]
         row["seeds done"] = _int_list(sorted(ok["seed"].dropna().astype(int)))
         steps = pd.to_numeric(ok["final_step"], errors="coerce").dropna()
-        row["steps"] = _range([float(x) for x in steps])
+        row["steps"] = range_text([float(x) for x in steps])
         rows.append(row)
   return pd.DataFrame(rows)
 
 
-def settings_markdown(data) -> list[str]:
-  rows = setting_rows(data)
+def settings_markdown(data, match) -> list[str]:
+  chosen = match.protocol
+  rows = run_protocol.setting_rows(data, chosen)
   table = pd.DataFrame(
     [
       {
-        "setting": f"`{r['name']}`",
-        "this sweep": r["text"],
-        REFERENCE_NAME: f"`{r['reference']}`",
-        "vs reference": "**differs**" if r["differs"] else "",
+        "setting": f"`{r.name}`",
+        "this sweep": r.text,
+        chosen.name: r.reference,
+        "vs protocol": "**differs**" if r.differs else "",
       }
       for r in rows
     ]
@@ -323,15 +278,29 @@ def settings_markdown(data) -> list[str]:
     "### Settings",
     "",
     f"Every run setting (`contracts.settings.Settings`), as the runs' config.json record it, beside the "
-    f"{REFERENCE_NAME} (the `Settings()` defaults: the DisARM paper's protocol as its reference code runs "
-    f"it). **differs** marks a setting whose value differs from the reference in some run.",
+    f"{chosen.title} (`contracts.protocols`; settings it does not name are the `Settings()` defaults, the DisARM "
+    "paper's protocol as its reference code runs it). **differs** marks a setting whose value differs from the "
+    "protocol's in some run.",
     "",
     df_to_markdown(table),
   ]
 
 
-def _driver_log_lines(results_dir):
-  """What each driver run achieved in clock time, across its stacks and workers (sweep_log.jsonl)."""
+def _reuse_line(results_dir):
+  """Where the latest driver invocation reused finished runs instead of training them: one line, else ''."""
+  entries = _sweep_log(results_dir)
+  last = entries[-1] if entries and isinstance(entries[-1], dict) else {}
+  if not last.get("reused_runs"):
+    return ""
+  return (
+    f"**Reused runs:** the latest driver invocation on this sweep found {last['reused_runs']} run(s) already "
+    f"finished and did not train them again; it trained or resumed {last.get('trained_runs', 0)}. "
+    "Section *Throughput* lists every invocation."
+  )
+
+
+def _sweep_log(results_dir):
+  """The entries of sweep_log.jsonl that parse (one per driver invocation), oldest first."""
   path = os.path.join(results_dir, results.SWEEP_LOG)
   entries = []
   try:
@@ -343,9 +312,22 @@ def _driver_log_lines(results_dir):
           continue
   except OSError:
     return []
+  return entries
+
+
+def _driver_log_lines(results_dir):
+  """What each driver run achieved in clock time, across its stacks and workers (sweep_log.jsonl)."""
+  entries = _sweep_log(results_dir)
   lines = []
   for i, e in enumerate(entries, 1):
-    if not isinstance(e, dict) or not e.get("clock_s"):
+    if not isinstance(e, dict):
+      continue
+    if e.get("reused_runs"):
+      lines.append(
+        f"- Driver run {i} reused {e['reused_runs']} run(s) finished by an earlier one "
+        f"and trained or resumed {e.get('trained_runs', 0)}."
+      )
+    if not e.get("clock_s") or not e.get("member_steps"):
       continue
     lines.append(
       f"- Driver run {i} ({e.get('executor', '?')}, stacks of up to {e.get('max_stack', '?')}): "
@@ -387,7 +369,7 @@ def throughput_markdown(data) -> str:
     n_stacks = float((1.0 / sizes[stacked]).sum())
     lines.append(
       f"- Stacked runs (seeds trained together in one graph): {int(stacked.sum())} runs in "
-      f"{n_stacks:.0f} stack(s) of {_range(list(sizes[stacked]), lambda x: str(int(x)))}; member-steps "
+      f"{n_stacks:.0f} stack(s) of {range_text(list(sizes[stacked]), lambda x: str(int(x)))}; member-steps "
       f"per second of a stack (`member_steps_per_sec` = steps per second x stack size): median "
       f"{np.median(member[stacked]):.1f}, summed over the stacks "
       f"{np.sum(member[stacked] / sizes[stacked]):.1f}."
@@ -400,15 +382,21 @@ def throughput_markdown(data) -> str:
   return "\n".join(lines)
 
 
-def figures_markdown(results_dir: str, specs) -> str:
+def figures_markdown(results_dir: str, specs, note: str = "") -> str:
   lines = ["## Figures", ""]
   if not specs:
     return "\n".join(lines + ["No figures: no metrics.csv or toy CSVs found.", ""])
+  if note:
+    lines += [note, ""]
   intro = {
     "curves": "Training curves: train ELBO, test bounds and encoder gradient variance against steps; mean over "
-    "seeds with a ± 1 s.e. band; published values (where compared below) dashed.",
-    "grad_variance": "Encoder gradient variance at equal cost: a panel per number of f evaluations K "
-    "(`num_f_evals` in config.json), every estimator of that cost, log scale.",
+    "seeds with a ± 1 s.e. band; members of one family (different K) in shades and line styles of one colour; "
+    "published values of this sweep's protocol grey dashed, each named at its right end.",
+    "cost_curves": "The same ELBO and bounds at equal cost: against evaluations of f per example (steps x "
+    "`num_f_evals`: equal f evaluations at each x) and against wall-clock time (`wall_time_s`, seconds of "
+    "training and evaluation so far, as each run logged it; seeds trained as one stack share it).",
+    "grad_variance": "Encoder gradient variance at equal cost in evaluations of f: a panel per number of f "
+    "evaluations K per example and step (`num_f_evals` in config.json), every estimator of that cost, log scale.",
     "multisample_bound": "The bound with K = the estimator's evaluations of f (`test_bound_k`, or `valid_bound_k` "
     "where the test one is absent): a row per dataset x model, a column per K, so VIMCO with K "
     "samples sits beside local DisARM with K/2 pairs.",
@@ -422,8 +410,107 @@ def figures_markdown(results_dir: str, specs) -> str:
       lines += [intro[spec.kind], ""]
       shown.add(spec.kind)
     png, pdf = (_rel(p, results_dir) for p in spec.paths(results_dir))
-    title = _md(spec.title)
+    title = md_text(spec.title)
     lines += [f"### {title}", "", f"![{title}]({png})", "", f"[PNG]({png}) · [PDF]({pdf})", ""]
+  return "\n".join(lines)
+
+
+def protocol_rows(comparison, protocol) -> pd.DataFrame | None:
+  """The rows of the published comparison that come from tables of ``protocol``: the only ones drawn
+  as reference lines (a value of another protocol's table is no target for these runs)."""
+  if comparison is None:
+    return None
+  return comparison[comparison["protocol"].isin(protocol.published_names)]
+
+
+def figure_plan(data, comparison, match) -> list:
+  """The report's figures: ``figures.plan_figures`` with the published values of the runs' protocol."""
+  drawn = protocol_rows(comparison, match.protocol)
+  return figures.plan_figures(data, published.reference_lines(drawn), reference_legend(drawn, match.protocol))
+
+
+def reference_legend(rows, protocol) -> str:
+  """The single legend entry of the reference lines: 'published (RODEO paper, Tables 1-2; 1M steps)'."""
+  text = f"published ({protocol.paper.removeprefix('the ')}"
+  text += f", {protocol.tables}" if protocol.tables else ""
+  steps = [] if rows is None else sorted({float(v) for v in rows["published_steps"] if np.isfinite(v)})
+  if steps:
+    text += "; " + "/".join(style.format_steps(v) for v in steps) + " steps"
+  return text + ")"
+
+
+def _undrawn_note(comparison, drawn, protocol) -> str:
+  if comparison is None or comparison.empty:
+    return ""
+  left = len(comparison) - len(drawn)
+  if not left:
+    return ""
+  return (
+    f"Published values are drawn only from tables of the {protocol.title}; {left} published row(s) of other "
+    "protocols or sources are in the comparison table only."
+  )
+
+
+def _cell_text(ds, mdl) -> str:
+  return f"{md_dataset(ds)}, {style.model_label(mdl)}"
+
+
+def provenance_markdown(prov: pd.DataFrame, flags: pd.DataFrame) -> str:
+  """## Provenance: runs grouped by what they recorded (commit, versions, machine, data), and flagged cells."""
+  lines = ["## Provenance", ""]
+  if prov.empty:
+    return "\n".join(lines + ["No usable run.", ""])
+  recorded = prov[prov["recorded"]]
+  if recorded.empty:
+    return "\n".join(
+      lines + [f"{provenance.NOT_RECORDED.capitalize()}: no run's config.json has `provenance` (older runs).", ""]
+    )
+  lines += [
+    "What each run's config.json records about the code, libraries, machine and data it ran with (every "
+    "segment of a resumed run), runs with the same record counted together. Commits and digests: first "
+    f"{provenance.SHORT_HEX} hex digits.",
+    "",
+  ]
+  columns = {
+    "commit(s)": lambda r: ", ".join(provenance.short(c) for c in r.commits) or "?",
+    "dirty": lambda r: "**yes**" if r.dirty else "no",
+    "python": lambda r: r.python,
+    "TF": lambda r: r.tensorflow,
+    "TFP": lambda r: r.tensorflow_probability,
+    "numpy": lambda r: r.numpy,
+    "CPU": lambda r: r.cpu,
+    "GPUs": lambda r: r.gpus,
+    "data": lambda r: r.data_kind,
+    "split digest": lambda r: ", ".join(provenance.short(d) for d in r.split_digest.split(", ")),
+  }
+  groups = {}
+  for r in prov.itertuples(index=False):
+    key = tuple(fn(r) for fn in columns.values()) if r.recorded else None
+    groups.setdefault(key, []).append(r)
+  rows = []
+  for key, members in sorted(groups.items(), key=lambda kv: (kv[0] is None, -len(kv[1]), kv[0] or ())):
+    row = {"runs": len(members)}
+    if key is None:
+      row.update({c: "" for c in columns})
+      row["commit(s)"] = provenance.NOT_RECORDED
+    else:
+      row.update({c: md_cell(str(v)) for c, v in zip(columns, key)})
+    rows.append(row)
+  lines.append(df_to_markdown(pd.DataFrame(rows)))
+  bad = prov[prov["problem"] != ""]
+  for r in bad.itertuples(index=False):
+    lines.append(f"- `{r.run_id}`: {r.problem} (read as not recorded).")
+  flagged = flags[flags["flags"] != ""]
+  if flagged.empty:
+    lines.append("No cell mixes data sources or split digests or spans several commits.")
+  for r in flagged.itertuples(index=False):
+    resumed = (
+      " Resumed at another commit: " + ", ".join(f"`{x}`" for x in r.resumed_across_commits) + "."
+      if r.resumed_across_commits
+      else ""
+    )
+    lines.append(f"- **{_cell_text(r.dataset, r.model)}**: {r.flags}.{resumed}")
+  lines.append("")
   return "\n".join(lines)
 
 
@@ -466,7 +553,9 @@ def make_report(results_dir: str, published_csv=None, draw_figures: bool = True)
   published_table = published.load_published(published_path) if published_path else None
   comparison = published.compare_published(data, published_table) if published_table is not None else None
 
-  specs = figures.plan_figures(data, published.reference_lines(comparison))
+  match = run_protocol.nearest(data)
+  drawn = protocol_rows(comparison, match.protocol)
+  specs = figure_plan(data, comparison, match)
   if draw_figures:
     figures.write_figures(results_dir, specs)
   md_path, tex_path = tables.write_tables(results_dir, data.summary, data.catalogue)
@@ -476,13 +565,25 @@ def make_report(results_dir: str, published_csv=None, draw_figures: bool = True)
   command = "python -m plots.make_report --results_dir=<this folder>"
   if published_csv is not None:
     command += f" --published={published_name or 'none'}"
+  prov = provenance.run_provenance(data)
+  flags = provenance.cell_flags(prov)
   parts = [
-    f"# DisARM benchmark report: `{sweep}`",
+    f"# Benchmark report: `{sweep}` ({match.protocol.title})",
     "",
     f"Generated from the sweep's CSV and JSON files by `{command}`; edit the code, not this file.",
     "",
-    protocol_distance_markdown(data),
+    protocol_distance_markdown(data, match),
   ]
+  flagged = flags[flags["flags"] != ""] if not flags.empty else flags
+  if not flagged.empty:
+    parts += [
+      f"**Provenance:** {len(flagged)} cell(s) whose runs mix data sources or split digests or span several "
+      "commits (section *Provenance*).",
+      "",
+    ]
+  reused = _reuse_line(results_dir)
+  if reused:
+    parts += [reused, ""]
   notes = notes_markdown(results_dir)
   if notes:
     parts.append(notes)
@@ -492,14 +593,15 @@ def make_report(results_dir: str, published_csv=None, draw_figures: bool = True)
   if damaged:
     parts.append(damaged)
   parts += [
-    grid_markdown(data),
+    grid_markdown(data, match),
+    provenance_markdown(prov, flags),
     throughput_markdown(data),
     "## Tables",
     "",
     f"Also as [Markdown]({_rel(md_path, results_dir)}) and [LaTeX]({_rel(tex_path, results_dir)}).",
     "",
     tables.tables_markdown(data.summary, data.catalogue),
-    figures_markdown(results_dir, specs),
+    figures_markdown(results_dir, specs, _undrawn_note(comparison, drawn, match.protocol)),
   ]
   basket = basket_section(data)
   if basket:

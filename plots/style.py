@@ -5,12 +5,14 @@ Nothing here parses an estimator's name. What the suite knows about an estimator
 ``config.json`` (``estimator_info``, read by ``plots.loading``); ``Catalogue`` turns
 that into the order, labels and colours every figure and table uses:
 
-* colour: a fixed colour per *family* (``FAMILY_COLOURS``, presentation only), so
-  that DisARM is the same red in every figure; sizes of one family (``vimco_2``,
-  ``vimco_10``) get lighter shades of it as their cost grows. A family not in the
-  map gets a colour from ``FALLBACK_COLOURS`` chosen by a stable hash of its name
-  (``zlib.crc32``, not Python's salted ``hash``), so it keeps its colour from one
-  report to the next.
+* colour and line style: a fixed colour per *family* (``FAMILY_COLOURS``,
+  presentation only), so that DisARM is the same red in every figure. The members of
+  one family the catalogue knows (``double_cv_2``, ``double_cv_3``) are ranked by
+  cost: the cheapest has the family's colour and a solid line, each costlier one a
+  clearly lighter (or, for a light family colour, darker) shade and its own line style (``MEMBER_LINESTYLES``), so that
+  every curve can be told apart at a glance. A family not in the map gets a colour
+  from ``FALLBACK_COLOURS`` chosen by a stable hash of its name (``zlib.crc32``, not
+  Python's salted ``hash``), so it keeps its colour from one report to the next.
 * label: ``estimator_info.label``, with ``K=<num_f_evals>`` appended where the
   estimators shown together hold several sizes of one family.
 * order: by cost (evaluations of ``f``), then by family (``FAMILY_ORDER``), then size
@@ -76,10 +78,16 @@ FALLBACK_COLOURS = (
   "#636363",
 )
 
-# A family's member with 2 evaluations of f has the family's colour; each tenfold
-# increase in cost moves it this far towards white (capped at one tenfold step), so
-# equal-cost members of different families stay distinct hues of the same depth.
-SHADE_PER_DECADE = 0.55
+# The cheapest member of a family has the family's colour; the costliest is moved this far
+# towards white (a dark family colour) or black (a light one), those between evenly (a
+# ratio of cost would leave K = 2 and K = 3 nearly the same shade). Moving a light colour
+# towards white would leave it too pale to read on white.
+SHADE_SPAN = 0.5
+# Relative luminance above which a family colour counts as light.
+LIGHT_LUMINANCE = 0.45
+# Line styles of a family's members, cheapest first (cycled). Published reference lines
+# are grey dashes, so members avoid plain dashes.
+MEMBER_LINESTYLES = ("-", "-.", ":", (0, (5, 1, 1, 1, 1, 1)))
 
 DATASET_ORDER = ("mnist", "fashion_mnist", "omniglot")
 # Hierarchical models "<base>_<n>layer" (n stochastic layers) follow their base models,
@@ -133,6 +141,11 @@ def _mix(hex_colour: str, other: float, t: float) -> str:
   return matplotlib.colors.to_hex([c + (other - c) * t for c in rgb])
 
 
+def _luminance(hex_colour: str) -> float:
+  r, g, b = matplotlib.colors.to_rgb(hex_colour)
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
 def family_colour(family: str) -> str:
   """The fixed colour of a family; a stable fallback colour for families not in the map."""
   if family in FAMILY_COLOURS:
@@ -183,13 +196,28 @@ class Catalogue:
     info = self.info(name)
     return str(info.label) if info is not None and info.label else str(name)
 
+  def _member_rank(self, name):
+    """(rank, count): where ``name`` stands among the known estimators of its family, cheapest first."""
+    family = self.family(name)
+    members = [n for n in self.infos if self.family(n) == family]
+    if str(name) not in members:
+      members.append(str(name))
+    members.sort(key=lambda n: (self.num_f_evals(n) is None, self.num_f_evals(n) or 0, self.size(n) or 0, n))
+    return members.index(str(name)), len(members)
+
   def colour(self, name) -> str:
-    """The family's colour; lighter for members of a sized family that cost more than 2 evaluations."""
+    """The family's colour for its cheapest member; evenly lighter shades for the costlier ones."""
     base = family_colour(self.family(name))
-    evals = self.num_f_evals(name)
-    if self.size(name) is None or evals is None or evals <= 2:
+    rank, count = self._member_rank(name)
+    if count < 2:
       return base
-    return _mix(base, 1.0, SHADE_PER_DECADE * min(1.0, math.log10(evals / 2.0)))
+    towards = 0.0 if _luminance(base) > LIGHT_LUMINANCE else 1.0
+    return _mix(base, towards, SHADE_SPAN * rank / (count - 1))
+
+  def linestyle(self, name):
+    """Solid for a family's cheapest member; another style for each costlier one."""
+    rank, _ = self._member_rank(name)
+    return MEMBER_LINESTYLES[rank % len(MEMBER_LINESTYLES)]
 
   def order(self, names) -> list:
     """Distinct names by cost, then family order, size and name; unknown cost last."""
@@ -246,6 +274,11 @@ def model_label(name: str) -> str:
   if m:
     return f"{m.group(2)}-layer {model_label(m.group(1))}"
   return str(name)
+
+
+def is_layered_model(name: str) -> bool:
+  """A hierarchical model "<base>_<n>layer" (several stochastic layers)."""
+  return _LAYERED_MODEL.fullmatch(str(name)) is not None
 
 
 def cell_title(dataset: str, model: str) -> str:

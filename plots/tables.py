@@ -11,8 +11,9 @@ B is bold only if
   * every entry in the row has n >= 2 seeds (so every s.e. is defined), and
   * for every other entry O:  mean_B - se_B  >  mean_O + se_O,
 i.e. B's one-s.e. interval lies strictly above every other entry's. Ties for the
-highest mean bold nothing. This is a readability aid, not a significance test: the
-claim checks in plots/compare.py use paired statistics.
+highest mean bold nothing. This is a readability aid, not a significance test (one-s.e.
+intervals that do not overlap are far from a 5% test at a few seeds): the claim checks
+in plots/compare.py carry the tests.
 
 Where runs logged it, a table of the K-sample test bound (K = the estimator's
 evaluations of f, from its config.json); then an unbolded table of training speed
@@ -32,6 +33,7 @@ import pandas as pd
 
 from contracts import results
 from plots import loading, stats, style
+from plots.markdown import cells, int_range, md_dataset
 
 # (summary.csv column, title, bold the best, shown only where some run has a value)
 TABLE_METRICS = (
@@ -122,11 +124,7 @@ def _typical_n(table: pd.DataFrame) -> int | None:
 
 
 def _rows_and_columns(table: pd.DataFrame, catalogue):
-  rows = []
-  for ds in style.order_datasets(table["dataset"].unique()):
-    for m in style.order_models(table.loc[table["dataset"] == ds, "model"].unique()):
-      rows.append((ds, m))
-  return rows, catalogue.order(table["estimator"].unique())
+  return cells(table), catalogue.order(table["estimator"].unique())
 
 
 def _lookup(table: pd.DataFrame):
@@ -147,10 +145,6 @@ def latex_escape(s: str) -> str:
     "^": r"\^{}",
   }
   return "".join(repl.get(c, c) for c in str(s))
-
-
-def _md_dataset(ds: str) -> str:
-  return style.dataset_label(ds).replace("*", "\\*")
 
 
 def _tex_dataset(ds: str) -> str:
@@ -198,7 +192,7 @@ def table_markdown(table: pd.DataFrame, metric: str, title: str, bold: bool = Tr
     "|" + "|".join([":--", ":--"] + ["--:"] * len(ests)) + "|",
   ]
   for ds, m in rows:
-    cells = [_md_dataset(ds), style.model_label(m)]
+    cells = [md_dataset(ds), style.model_label(m)]
     for e in ests:
       r = look.get((ds, m, e))
       if r is None:
@@ -366,7 +360,7 @@ def basket_markdown(metrics: pd.DataFrame, catalogue=None, reference: str | None
     for m in style.order_models(d_ds["model"].unique()):
       d_m = d_ds[d_ds["model"] == m]
       for tr in catalogue.order(d_m["trained_by"].unique()):
-        cells = [_md_dataset(ds), style.model_label(m), labels[tr]]
+        cells = [md_dataset(ds), style.model_label(m), labels[tr]]
         ns = []
         for e in measured:
           r = look.get((ds, m, tr, e))
@@ -375,7 +369,7 @@ def basket_markdown(metrics: pd.DataFrame, catalogue=None, reference: str | None
             continue
           ns.append(int(r.n))
           cells.append(_ratio_cell(r.mean, r.se))
-        cells.append(_int_range(ns))
+        cells.append(int_range(ns, MISSING))
         lines.append("| " + " | ".join(cells) + " |")
   notes = [
     f"Ratio of gradient variances measured at the same parameters: at every evaluation where both are logged, "
@@ -396,10 +390,3 @@ def _ratio_cell(mean: float, se: float) -> str:
   if abs(mean) >= 0.01:
     return f"{mean:.3f} ± {fmt_number(se, 3)}"
   return f"{mean:.3g} ± " + (f"{se:.2g}" if np.isfinite(se) else "n/a")
-
-
-def _int_range(ns) -> str:
-  if not ns:
-    return MISSING
-  lo, hi = min(ns), max(ns)
-  return str(lo) if lo == hi else f"{lo}-{hi}"

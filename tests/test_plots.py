@@ -93,7 +93,10 @@ def test_costs_labels_and_families_come_from_config_json(main_sweep, tmp_path):
     ax.get_title().split("\n")[1]: [t.get_text().split(",")[0] for t in leg.get_texts()]
     for ax, leg in zip(panels.values(), [a.get_legend() for a in fig.axes if a.get_legend()])
   }
-  assert legend == {"K = 2 evaluations of f": ["ARM", "DisARM"], "K = 3 evaluations of f": ["RELAX", "LOO renamed"]}
+  assert legend == {
+    "equal cost: K = 2 evaluations of f": ["ARM", "DisARM"],
+    "equal cost: K = 3 evaluations of f": ["RELAX", "LOO renamed"],
+  }
 
 
 def test_report_links_every_planned_figure(drawn_report):
@@ -101,6 +104,7 @@ def test_report_links_every_planned_figure(drawn_report):
   fig_dir = os.path.join(sweep, figures.FIGURES_SUBDIR)
   stems = (
     "curves_omniglot_nonlinear",
+    "cost_curves_omniglot_nonlinear",
     "grad_variance_omniglot_nonlinear",
     "multisample_bound",
     "variance_basket_omniglot_nonlinear",
@@ -135,26 +139,31 @@ def test_training_curves_plot_seed_means_and_published_reference_lines(main_swee
   for ylabel, column in (("train ELBO (nats)", "train_elbo"), ("K-sample test bound (nats)", "test_bound_k")):
     lines = _lines(axes[ylabel])
     for est in ("reinforce_loo", "arm", "disarm", "relax"):
-      label = f"{main_data.catalogue.label(est)} (2 seeds)"
+      label = main_data.catalogue.label(est)  # every estimator has 2 seeds: said once, in the legend title
       want = _raw_seed_mean(main_sweep, est, column)
       np.testing.assert_allclose(lines[label].get_xdata(), want.index.to_numpy(dtype=float))
       np.testing.assert_allclose(lines[label].get_ydata(), want.to_numpy(), rtol=1e-12)
       assert lines[label].get_color() == main_data.catalogue.colour(est)
   # The RODEO paper's Omniglot rows: DisARM and RELAX, train ELBO (Table 1) and test bound (Table 2),
-  # each a dashed line at the published value on the panel of the quantity it is compared with.
+  # each a grey dashed line at the published value on the panel of the quantity it is compared with,
+  # named at its right end in its estimator's colour.
   pub = pd.read_csv(published.DEFAULT_PUBLISHED_CSV)
   pub = pub[(pub["dataset"] == "omniglot") & (pub["model"] == "nonlinear")]
-  for ylabel, metric, table in (
-    ("train ELBO (nats)", "final_train_elbo", "1"),
-    ("K-sample test bound (nats)", "final_test_bound_100", "2"),
+  for ylabel, metric in (
+    ("train ELBO (nats)", "final_train_elbo"),
+    ("K-sample test bound (nats)", "final_test_bound_100"),
   ):
-    lines = _lines(axes[ylabel])
-    for est, label in (("disarm", "DisARM"), ("relax", "RELAX")):
-      line = lines[f"{label}, published (Table {table})"]
-      value = pub[(pub["estimator"] == est) & (pub["metric"] == metric)]["value"].item()
-      assert line.get_linestyle() == "--" and np.allclose(line.get_ydata(), value)
-      lo, hi = axes[ylabel].get_ylim()
-      assert lo < value < hi  # drawn inside the panel, however far from our short runs
+    ax = axes[ylabel]
+    refs = [ln for ln in ax.get_lines() if ln.get_label() == "published"]
+    assert all(ln.get_linestyle() == "--" and ln.get_color() == figures.REFERENCE_COLOUR for ln in refs)
+    values = [pub[(pub["estimator"] == est) & (pub["metric"] == metric)]["value"].item() for est in ("disarm", "relax")]
+    assert sorted(ln.get_ydata()[0] for ln in refs) == sorted(values)
+    names = {t.get_text(): t.get_color() for t in ax.texts}
+    assert names == {"DisARM": main_data.catalogue.colour("disarm"), "RELAX": main_data.catalogue.colour("relax")}
+    lo, hi = ax.get_ylim()
+    assert all(lo < v < hi for v in values)  # drawn inside the panel, however far from our short runs
+  legend = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+  assert legend.count("published") == 1  # one entry for every reference line
   assert axes["encoder gradient variance\n(log scale)"].get_yscale() == "log"
   assert "Omniglot-28" in fig._supxlabel.get_text()
 
@@ -164,8 +173,8 @@ def test_grad_variance_figure_has_a_panel_per_cost(main_sweep, main_data):
   fig = spec.build()
   panels = [ax for ax in fig.axes if ax.get_title()]
   assert [ax.get_title() for ax in panels] == [
-    "Omniglot-28*, nonlinear model\nK = 2 evaluations of f",
-    "Omniglot-28*, nonlinear model\nK = 3 evaluations of f",
+    "Omniglot-28*, nonlinear model\nequal cost: K = 2 evaluations of f",
+    "Omniglot-28*, nonlinear model\nequal cost: K = 3 evaluations of f",
   ]
   by_panel = [{ln.get_label(): ln for ln in ax.get_lines() if not ln.get_label().startswith("_")} for ax in panels]
   assert set(by_panel[0]) == {"REINFORCE LOO", "ARM", "DisARM"} and set(by_panel[1]) == {"RELAX"}

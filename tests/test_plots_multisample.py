@@ -56,8 +56,8 @@ def test_equal_cost_figures_plot_the_seed_means(multisample_sweep, data, kind, c
   fig = spec.build()
   panels = [ax for ax in fig.axes if ax.get_title()]
   assert [ax.get_title() for ax in panels] == [
-    "MNIST, linear model\nK = 2 evaluations of f",
-    "MNIST, linear model\nK = 4 evaluations of f",
+    "MNIST, linear model\nequal cost: K = 2 evaluations of f",
+    "MNIST, linear model\nequal cost: K = 4 evaluations of f",
   ]
   labels = data.catalogue.labels(MULTI)
   for ax, ests in zip(panels, (("vimco_2", "local_disarm_1"), ("vimco_4", "local_disarm_2"))):
