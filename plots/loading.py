@@ -44,7 +44,6 @@ CURVE_STATUSES = ("done", "running")
 _NAN_TOKENS = {"", "nan", "na", "n/a", "null", "none"}
 
 
-
 class ResultsDirError(FileNotFoundError):
   """The directory is not a sweep directory (no usable summary.csv)."""
 

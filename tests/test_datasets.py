@@ -63,6 +63,24 @@ def test_splits_match_direct_parse(name):
   np.testing.assert_array_equal(s.test, test_file.astype(np.float32) / 255)
 
 
+def test_source_record_names_the_raw_files_by_their_published_checksums():
+  """A run's data provenance: the files' SHA-256 as the data folder's SHA256SUMS lists them."""
+  splits = load_dataset("mnist", REAL_DIR)
+  record = loaders.source_record(splits)
+  assert record["data_kind"] == "raw_files" and record["data_source"] == os.path.join(REAL_DIR, "mnist")
+  sums = {}
+  with open(os.path.join(REAL_DIR, "SHA256SUMS")) as f:
+    for line in f:
+      digest, name = line.split()
+      sums[name] = digest
+  assert record["data_files_sha256"]
+  for name, digest in record["data_files_sha256"].items():
+    assert sums[f"mnist/{name}"] == digest
+  # The split digest is a function of the split membership: another dataset, another digest.
+  assert record["split_digest"] != loaders.source_record(load_dataset("fashion_mnist", REAL_DIR))["split_digest"]
+  assert loaders.source_record(splits) == record
+
+
 def test_in_process_cache_returns_read_only_arrays():
   first = load_dataset("mnist", data_dir=REAL_DIR)
   start = time.perf_counter()

@@ -217,6 +217,21 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, fake_data, estimat
   assert step_a == step_b == 40
   for a, b in zip(params_a, params_b):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+  # One provenance record per trained segment, in config.json and DONE.json alike.
+  from contracts import results as files
+
+  segments = results_io.read_json(str(interrupted / "config.json"))[files.PROVENANCE_KEY]
+  assert [s["start_step"] for s in segments] == [0, events[0]]
+  assert results_io.read_json(str(interrupted / "DONE.json"))[files.PROVENANCE_KEY] == segments
+  for segment in segments:
+    assert segment["tensorflow"] == tf.__version__ and segment["numpy"] == np.__version__
+    assert segment["data_kind"] == "in_memory" and len(segment["split_digest"]) == 64
+    assert isinstance(segment["dirty"], (bool, type(None))) and segment["cpu"]
+  assert segments[0]["split_digest"] == segments[1]["split_digest"]  # the same images both times
+  # What the steps applied: RELAX fixes its decoder sample whatever the run asks for.
+  applied = results_io.read_json(str(interrupted / "config.json"))[files.EFFECTIVE_KEY]
+  assert applied["decoder_sample"] == ("estimator" if estimator == "relax" else config.decoder_sample)
   if estimator == "relax":
     assert metrics["relax_temperature"].notna().all()
 
@@ -425,3 +440,48 @@ def test_train_elbo_with_k_samples_averages_k_single_sample_elbos(fake_data):
   k_mean = Trainer(small_config("reinforce_loo_4", train_elbo_samples="k_mean"), fake_data).train_elbo()[0]
   # Same model and data: the same expectation, a mean over 4x the samples (sampling error ~0.1 nats).
   assert k_mean == pytest.approx(single, abs=1.0) and k_mean != single
+
+
+def _decoder_gradient_at(model, x, bits):
+  """Gradient of -mean_batch mean_S ELBO(x, bits_s) in the decoder and prior, the encoder's logits held fixed."""
+  with tf.GradientTape() as tape:
+    logits = tf.stop_gradient(model.encoder_logits(x))
+    loss = -tf.reduce_mean(model.elbo(x, bits, logits))
+  return [g.numpy() for g in tape.gradient(loss, list(model.decoder_variables) + [model.prior_logits])]
+
+
+def test_the_three_decoder_samples_train_the_decoder_on_the_bits_they_name():
+  """Which bits the decoder's gradient sees, mode by mode, for one DisARM step (all three are unbiased).
+
+  independent: the forward sample from its own stream; estimator: both halves of the
+  antithetic pair; k_independent: the pair's first half and one fresh draw from its own
+  stream, never the antithetic partner (a decoder trained on it would still be unbiased,
+  so only this comparison tells the modes apart).
+  """
+  from contracts import streams
+  from estimators.arm import antithetic_pairs
+  from training import engine
+
+  splits = fake_splits()
+  model = tiny_model("nonlinear", splits)
+  estimator = get_estimator("disarm")
+  noise = SeedNoise([5, 7])
+  logits = model.encoder_logits(X)
+  _, pair = antithetic_pairs(logits, noise)
+  fresh = tf.cast(noise.fold_in(streams.DECODER_TOP_UP).uniform(logits, 1) < tf.sigmoid(logits), tf.float32)
+  forward = tf.cast(noise.fold_in(streams.FORWARD_SAMPLE).split(1)[0].uniform(logits) < tf.sigmoid(logits), tf.float32)
+  expected = {
+    "independent": _decoder_gradient_at(model, X, forward[tf.newaxis]),
+    "estimator": _decoder_gradient_at(model, X, pair),
+    "k_independent": _decoder_gradient_at(model, X, tf.concat([pair[:1], fresh], axis=0)),
+  }
+  partner = _decoder_gradient_at(model, X, tf.concat([pair[1:], fresh], axis=0))
+  for mode, want in expected.items():
+    options = engine.StepOptions(decoder_sample=mode, decoder_reduction="mean")
+    got = engine.step_gradients(model, estimator, X, noise, options=options)
+    got = [g.numpy() for g in got.decoder + [got.prior]]
+    for g, w in zip(got, want):
+      np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=mode)
+    for other, theirs in list(expected.items()) + [("k_independent with the partner", partner)]:
+      if other != mode:
+        assert max(np.max(np.abs(g - t)) for g, t in zip(got, theirs)) > 1e-3, f"{mode} looks like {other}"

@@ -122,6 +122,22 @@ def describe_error(error, run_dir=""):
   return "crash", "".join(traceback.format_exception(error)).rstrip()
 
 
+def allow_gpu_memory_growth():
+  """Lets this process's GPUs grow their memory as needed, so that several workers share a device.
+
+  Where the environment does not already say so (``TF_FORCE_GPU_ALLOW_GROWTH``, set by the
+  driver): a Ray worker starts with the node's environment, not the driver's. Must run
+  before TensorFlow first touches the GPU; a device already initialised keeps its setting.
+  """
+  import tensorflow as tf
+
+  for gpu in tf.config.list_physical_devices("GPU"):
+    try:
+      tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:  # already initialised in this process
+      pass
+
+
 def execute(task, report=None):
   """Trains ``task``'s runs under their locks; returns one result dict per run (never raises an Exception).
 
@@ -140,6 +156,7 @@ def execute(task, report=None):
   from training.runner import RunLock, train_stack
 
   report = report or (lambda event: None)
+  allow_gpu_memory_growth()
   import_plugins(task.plugins)
   results = {c.run_id: dict(run_id=c.run_id, outcome="error", status="", reason="") for c in task.configs}
   locks = []

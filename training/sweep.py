@@ -176,16 +176,29 @@ def _lengthen_finished_run(run_dir, config):
         os.unlink(os.path.join(run_dir, marker))
 
 
-def _log_throughput(sweep_dir, progress, executor, max_stack):
-  """Appends what this driver achieved to the sweep's log: member-steps over clock time, across stacks and workers."""
+def reuse_line(reused, total, sweep_dir, first):
+  """The console line saying that finished runs of an earlier invocation were reused, not trained."""
+  text = f"{reused} of {total} run(s) in {sweep_dir} were already finished"
+  if first:
+    return (
+      f"[reuse] {text} and are not trained again (their results are an earlier invocation's: "
+      "a new --sweep_name or --results_dir trains every run anew)"
+    )
+  return f"[reuse] {text} before this invocation and were reused; it trained or resumed {total - reused}"
+
+
+def _log_throughput(sweep_dir, progress, executor, max_stack, reused=0, trained=0):
+  """Appends what this driver did to the sweep's log: runs reused and trained, member-steps over clock time."""
   clock = time.time() - progress.start
   steps = progress.trained_steps()
   entry = dict(
     clock_s=round(clock, 1),
     member_steps=int(steps),
-    member_steps_per_sec=round(steps / clock, 1) if clock > 0 else None,
+    member_steps_per_sec=round(steps / clock, 1) if clock > 0 and steps else None,
     executor=executor.description,
     max_stack=max_stack,
+    reused_runs=int(reused),
+    trained_runs=int(trained),
   )
   results_io.append_json_line(os.path.join(sweep_dir, results.SWEEP_LOG), entry)
 
@@ -205,6 +218,9 @@ def run_sweep(
   restart_damaged=False,
 ):
   """Runs every config of ``grid`` under ``sweep_dir``; returns the summary DataFrame.
+
+  Its ``attrs["reused_line"]`` says how many runs were found finished and reused ('' when
+  none were), for the caller to print last, after its own output.
 
   ``executor``: from ``training.executors.make_executor`` (default: this process).
   ``max_stack``: at most this many runs of one cell (differing in their seed) are
@@ -232,7 +248,7 @@ def run_sweep(
   configs = list(grid.configs())
   by_id = {c.run_id: c for c in configs}
   progress = Progress(len(configs), sum(c.num_steps for c in configs), stream or sys.stdout)
-  pending = []
+  pending, finished = [], []
   for config in configs:
     run_dir = os.path.join(sweep_dir, results.RUNS_DIR, config.run_id)
     if extend:
@@ -240,9 +256,14 @@ def run_sweep(
     status, _ = results_io.run_status(run_dir)
     damaged = status == "failed" and restart_damaged and results_io.marked_damaged(run_dir)
     if status == "done" or (status == "failed" and not retry_failed and not damaged):
-      progress.skip(config, f"already {status}" + ("" if status == "done" else " (--retry_failed retries it)"))
-      continue
-    pending.append((config, run_dir))
+      finished.append((config, status))
+    else:
+      pending.append((config, run_dir))
+  if finished:
+    # First: a sweep folder holding earlier runs is reused, not trained again.
+    progress._print(reuse_line(len(finished), len(configs), sweep_dir, first=True))
+  for config, status in finished:
+    progress.skip(config, f"already {status}" + ("" if status == "done" else " (--retry_failed retries it)"))
   tasks = [
     Task(
       tuple(c for c, _ in stack),
@@ -285,11 +306,12 @@ def run_sweep(
   finally:
     outcomes.close()
   summary = results_io.rebuild_summary(sweep_dir)
-  if tasks:
-    _log_throughput(sweep_dir, progress, executor, max_stack)
+  _log_throughput(sweep_dir, progress, executor, max_stack, reused=len(finished), trained=len(pending))
+  last_line = reuse_line(len(finished), len(configs), sweep_dir, first=False) if finished else ""
   if crashes:
     raise SweepError(
       f"{len(crashes)} run(s) stopped on an unexpected error (printed above): "
       f"{', '.join(crashes)}. The other runs went on; a rerun resumes these."
     )
+  summary.attrs["reused_line"] = last_line
   return summary

@@ -54,7 +54,8 @@ def effective_settings(config):
 
   ``decoder_sample`` (an estimator may fix its own; layered models train on their
   forward sample), ``decoder_reduction`` (``as_reference`` resolved), the estimator's
-  learning rate (``None`` without state) and the samples per image of the train ELBO.
+  learning rate (``None`` without state) and the samples per image of the train ELBO
+  (``train_elbo_samples_per_image``).
   """
   estimator = get_estimator(config.estimator)
   options = engine.StepOptions.from_settings(config.settings)
@@ -63,7 +64,8 @@ def effective_settings(config):
     decoder_sample=engine.effective_decoder_sample(estimator, options, num_stochastic_layers(config.model)),
     decoder_reduction=engine.effective_decoder_reduction(estimator, options),
     estimator_lr=(config.estimator_lr or trainable.learning_rate or config.encoder_lr) if trainable else None,
-    train_elbo_samples=1 if config.train_elbo_samples == "single" else estimator.samples,
+    # Named apart from the setting (single | k_mean): the number it resolves to.
+    train_elbo_samples_per_image=1 if config.train_elbo_samples == "single" else estimator.samples,
   )
 
 
@@ -160,6 +162,18 @@ class Trainer(tf.Module):
       tf.Variable(tf.zeros_like(v), trainable=False, name="grad_sq_ema") for v in self.model.encoder_variables
     ]
     self.basket = [get_estimator(name) for name in config.basket]
+    # Basket members with state of their own (other than the run's estimator) are measured
+    # at their initial state, frozen: built from the run's estimator-state seed folded with
+    # the member's position, so each member's state is fixed by the run's seed alone.
+    self.basket_states = {}
+    for e, member in enumerate(self.basket):
+      if member.has_state and member.name != self.estimator.name:
+        # Folded seeds are int64; the parameter factories take int32 pairs (a fixed, distinct stream either way).
+        seeds = tf.cast(noise_lib.fold(self._seeds(streams.ESTIMATOR_STATE_SALT), 1 + e), tf.int32)
+        params = noise_lib.params_for(seeds, self.stacked)
+        self.basket_states[member.name] = [
+          member.trainable.init(self.model.num_latents, self.model.context_dim(0), params)
+        ]
     # On CPU, XLA compiling the training loop measured slower than TensorFlow's own
     # kernels, while the evaluation's large matmul + softplus + sum batches gain from
     # fusion (benchmarks/README.md). Evaluation numbers depend on this choice: XLA draws
@@ -434,7 +448,9 @@ class Trainer(tf.Module):
       x = _binarize(tf.gather(self.train_images, indices), draw_seeds[1], self.stacked)
       updated = []
       for e, estimator in enumerate(self.basket):
-        states = self.estimator_states if estimator.name == self.estimator.name else None
+        states = (
+          self.estimator_states if estimator.name == self.estimator.name else self.basket_states.get(estimator.name)
+        )
         grads = engine.step_gradients(
           self.model,
           estimator,
