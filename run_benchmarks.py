@@ -10,19 +10,35 @@ Examples:
 A preset fills the grid; any grid flag given explicitly overrides it. Results go
 to <results_dir>/<sweep_name>/ (see README.md, "Results layout"). Rerunning the
 same command skips finished runs and resumes interrupted ones.
+
+Check a new estimator (README.md, "Benchmark your estimator"):
+  python run_benchmarks.py --preset=check --estimator_modules=path/to/my_estimator.py --estimators=my_estimator
 """
 
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# On a GPU, TensorFlow would otherwise reserve almost all of its memory in the first
+# process: with growth, several workers (--workers, Ray tasks) share one device.
+os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 from absl import app, flags  # noqa: E402
 
 from contracts.settings import setting_fields  # noqa: E402
 
 FLAGS = flags.FLAGS
-PRESET_NAMES = ("quick", "reduced", "paper", "multisample", "hierarchical", "rodeo", "rodeo_hierarchical", "none")
+PRESET_NAMES = (
+  "quick",
+  "reduced",
+  "paper",
+  "multisample",
+  "hierarchical",
+  "rodeo",
+  "rodeo_hierarchical",
+  "check",
+  "none",
+)
 flags.DEFINE_enum(
   "preset",
   "quick",
@@ -31,7 +47,9 @@ flags.DEFINE_enum(
   "~2 h sweep), paper (the DisARM paper's single-layer grid, 5 seeds, 10^6 steps), multisample "
   "(VIMCO with 2m samples against local DisARM with m pairs, m in 1, 5, 10), hierarchical (2-4 "
   "stochastic layers, one estimate per layer), rodeo (the RODEO paper's Tables 1-2 grid and "
-  "protocol), rodeo_hierarchical (its Table 5), none (flags only).",
+  "protocol), rodeo_hierarchical (its Table 5), check (one new estimator, named by --estimators: "
+  "unbiasedness, toy variance and MNIST training against DisARM and RODEO, one-page report in "
+  "<results_dir>/check_<name>/; at most 15 minutes on 2 CPU cores), none (flags only).",
 )
 flags.DEFINE_list("datasets", None, "Datasets: mnist, fashion_mnist, omniglot. Overrides the preset.")
 flags.DEFINE_list(
@@ -91,12 +109,31 @@ flags.DEFINE_bool(
 flags.DEFINE_list(
   "estimator_modules",
   [],
-  "Python modules (importable from the repository root) that register "
-  "estimators of your own with estimators.register(...), e.g. my_estimators.adaptive_loo.",
+  "Modules defining estimators of your own: .py file paths (path/to/my_estimator.py) or module "
+  "paths importable from the repository root (my_estimators.adaptive_loo). Each module's ESTIMATOR "
+  "(an estimators.base.Estimator) is registered unless it calls estimators.register(...) itself.",
 )
-flags.DEFINE_string("results_dir", "results", "Root folder of all sweeps.")
+flags.DEFINE_enum(
+  "check_size",
+  "full",
+  ["full", "smoke"],
+  "--preset=check only: full (the check, up to 15 minutes on 2 CPU cores) or smoke (every stage "
+  "on a tiny budget, for tests; the unbiasedness check is the full one).",
+)
+# The committed reference sweeps live in results/<sweep>; a user's own runs go apart from
+# them, so that a fresh clone's sweep trains instead of finding the reference runs finished.
+DEFAULT_RESULTS_DIR = os.path.join("results", "local")
 flags.DEFINE_string(
-  "sweep_name", None, "Sweep folder under results_dir (default: the preset's name, or 'custom' with --preset=none)."
+  "results_dir",
+  DEFAULT_RESULTS_DIR,
+  "Root folder of the sweeps (the committed reference sweeps are in results/; pass --results_dir=results to "
+  "extend or check one of them).",
+)
+flags.DEFINE_string(
+  "sweep_name",
+  None,
+  "Sweep folder under results_dir (default: the preset's name when --preset is given or no grid or setting "
+  "flag is, else 'custom').",
 )
 flags.DEFINE_string(
   "data_dir",
@@ -166,6 +203,47 @@ flags.DEFINE_integer(
 flags.DEFINE_integer("max_retries", 2, "Retries of a run whose worker process (or Ray node) died.", lower_bound=0)
 
 
+GRID_FLAGS = ("datasets", "models", "estimators", "seeds")
+
+
+def overriding_flags():
+  """The grid and setting flags given on the command line (they override the preset)."""
+  names = GRID_FLAGS + tuple(f.name for f in setting_fields())
+  return [n for n in names if n in FLAGS and FLAGS[n].present]
+
+
+def default_sweep_name():
+  """The preset's name if it was asked for (or nothing overrides it); 'custom' for flags on the default preset.
+
+  A sweep folder belongs to one grid: flags given without --preset would otherwise land
+  in the quick preset's folder and be refused there, or read as that preset's runs.
+  """
+  if FLAGS.preset == "none" or (not FLAGS["preset"].present and overriding_flags()):
+    return "custom"
+  return FLAGS.preset
+
+
+def describe_start(grid, sweep_dir):
+  """The first console lines: the preset, where the sweep goes, and every setting that differs from the preset."""
+  from training.presets import PRESETS
+
+  how = "given" if FLAGS["preset"].present else "the default: no --preset given"
+  lines = [f"preset: {FLAGS.preset} ({how}); sweep folder: {sweep_dir}"]
+  if FLAGS.preset != "none":
+    base = PRESETS[FLAGS.preset]
+    changed = [
+      f"{n}: {getattr(base, n)!r} -> {getattr(grid, n)!r}" for n in GRID_FLAGS if getattr(base, n) != getattr(grid, n)
+    ]
+    changed += [
+      f"{n}: {getattr(base.settings, n)!r} -> {getattr(grid.settings, n)!r}"
+      for n in base.settings.differences(grid.settings)
+    ]
+    lines.append("differs from the preset: " + ("; ".join(changed) if changed else "nothing"))
+  else:
+    lines.append("settings: the flags given, defaults (the DisARM reference's) for the rest")
+  return lines
+
+
 def build_grid():
   """The grid: the preset's, with every grid flag and setting flag given explicitly applied on top."""
   from contracts.settings import Grid, check_seed
@@ -211,7 +289,7 @@ def build_grid():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  sweep_name = FLAGS.sweep_name or (FLAGS.preset if FLAGS.preset != "none" else "custom")
+  sweep_name = FLAGS.sweep_name or default_sweep_name()
   sweep_dir = os.path.join(FLAGS.results_dir, sweep_name)
   if FLAGS.check:  # reads files only: no grid, no TensorFlow
     from training import integrity
@@ -221,19 +299,22 @@ def main(argv):
     text, problems = integrity.format_report(integrity.check_sweep(sweep_dir), sweep_dir)
     print(text)
     return 1 if problems else 0
+  plugins = ()
   if FLAGS.estimator_modules:
-    from training.executors import import_plugins
+    from estimators import import_estimator_modules
 
     try:
-      import_plugins(FLAGS.estimator_modules)
-    except ImportError as e:
-      raise app.UsageError(
-        f"--estimator_modules: cannot import {e.name or e} ({e}); give module paths importable "
-        "from the repository root, e.g. my_estimators.adaptive_loo"
-      ) from None
+      plugins, _ = import_estimator_modules(FLAGS.estimator_modules)
+    except ValueError as e:
+      raise app.UsageError(str(e)) from None
+  if FLAGS.preset == "check":
+    return run_check(plugins)
   grid = None if FLAGS.rebuild_summary else build_grid()
   executor = None if FLAGS.rebuild_summary else make_executor()
   ensure_writable(sweep_dir)
+  if grid is not None:
+    for line in describe_start(grid, sweep_dir):
+      print(line, flush=True)
 
   from training import results_io
 
@@ -251,7 +332,7 @@ def main(argv):
       executor=executor,
       max_stack=FLAGS.stack,
       extend=FLAGS.extend,
-      plugins=tuple(FLAGS.estimator_modules),
+      plugins=tuple(plugins),
       allow_download=FLAGS.allow_download,
       restart_damaged=FLAGS.restart_damaged,
     )
@@ -260,8 +341,12 @@ def main(argv):
   if toy != "none" and not FLAGS.rebuild_summary:
     from experiments.toy import QUICK, run_toy
 
-    print(f"toy problem ({toy}): {os.path.join(sweep_dir, 'toy')}")
-    run_toy(os.path.join(sweep_dir, "toy"), **(QUICK if toy == "quick" else {}))
+    toy_estimators = toy_estimators_of(grid)
+    if toy_estimators:
+      print(f"toy problem ({toy}, {', '.join(toy_estimators)}): {os.path.join(sweep_dir, 'toy')}")
+      run_toy(os.path.join(sweep_dir, "toy"), estimators=toy_estimators, **(QUICK if toy == "quick" else {}))
+    else:
+      print("toy problem: skipped (it compares estimators of d E[f]; the grid has only multi-sample bounds)")
   if FLAGS.report:
     from plots import make_report
 
@@ -276,12 +361,52 @@ def main(argv):
         file=sys.stderr,
       )
       return EXIT_RUNS_FAILED
+    if summary.attrs.get("reused_line"):
+      print(summary.attrs["reused_line"])  # last, too: the console's end says the sweep was not (all) trained now
   return 0
 
 
 # Exit codes: 0 all runs finished; 1 --check found problems (or a flag the parser refused);
 # 2 bad input or environment (one "error:" line); 3 the sweep finished but runs failed.
+# --preset=check (experiments/check.py): 0 every check passed; 4 the estimator is biased;
+# 5 it cannot be run as declared (the message says what to fix); 6 a later check failed.
 EXIT_RUNS_FAILED = 3
+
+
+def toy_estimators_of(grid):
+  """The grid's estimators the toy problem can compare: those of d E[f] (not multi-sample bounds)."""
+  from estimators import get_estimator
+
+  return tuple(name for name in grid.estimators if not get_estimator(name).multi_sample)
+
+
+def run_check(plugins):
+  """--preset=check: the check of the one estimator --estimators names; returns its exit code."""
+  from estimators import get_estimator
+
+  names = [v.strip() for v in FLAGS.estimators or [] if v.strip()]
+  if len(names) != 1:
+    raise app.UsageError(
+      "--preset=check checks one estimator: name it with --estimators=<name> (and load its file with "
+      "--estimator_modules=path/to/my_estimator.py)"
+    )
+  try:
+    name = get_estimator(names[0]).name
+  except ValueError as e:
+    raise app.UsageError(f"{e}. Load the estimator's file with --estimator_modules=path/to/my_estimator.py") from None
+  out_dir = os.path.join(FLAGS.results_dir, FLAGS.sweep_name or f"check_{name}")
+  ensure_writable(out_dir)
+  from experiments.check import run_check as check
+
+  return check(
+    name,
+    out_dir,
+    size=FLAGS.check_size,
+    data_dir=FLAGS.data_dir,
+    plugins=tuple(plugins),
+    executor=make_executor(),
+    basket_state=FLAGS.basket_state or "frozen",
+  )
 
 
 def make_executor():

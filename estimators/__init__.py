@@ -11,12 +11,18 @@ fixed name is that estimator (``disarm_2`` is ``disarm``). ``canonical_name`` ma
 name to the one runs are filed under.
 
 Adding an estimator: write ``estimators/my_estimator.py`` with the function and an
-``ESTIMATOR = Estimator(...)``, and add it to ``ESTIMATORS`` below (or call
-``register(ESTIMATOR)`` from your own module and pass that module to the driver with
-``--estimator_modules``).
+``ESTIMATOR = Estimator(...)``, and add it to ``ESTIMATORS`` below; or keep it in a
+file of your own, anywhere, and pass that file (or its module path) to the driver with
+``--estimator_modules``: ``import_estimator_modules`` imports it and registers its
+``ESTIMATOR`` (or ``ESTIMATORS``, a list) unless the module calls ``register`` itself.
+``estimators.check`` checks any estimator against exact gradients.
 """
 
+import importlib
+import importlib.util
+import os
 import re
+import sys
 
 import tensorflow as tf
 
@@ -80,6 +86,82 @@ def register(estimator: Estimator):
     raise ValueError(f"an estimator named {estimator.name!r} is already registered")
   ESTIMATORS[estimator.name] = estimator
   return estimator
+
+
+def _module_name_for_file(path):
+  """The importable name of a ``.py`` file: dotted from a ``sys.path`` folder holding it, else its stem.
+
+  A file under a folder already on ``sys.path`` (the repository root) keeps its package
+  path (``tests/x.py`` -> ``tests.x``), so that a module registering estimators is never
+  imported twice under two names. Any other file's folder is put on ``sys.path`` (and
+  on ``PYTHONPATH``, for worker processes).
+  """
+  path = os.path.realpath(path)
+  for entry in [os.getcwd()] + sys.path:
+    root = os.path.realpath(entry or os.getcwd())
+    if not os.path.isdir(root) or not path.startswith(root + os.sep):
+      continue
+    parts = os.path.relpath(path, root)[: -len(".py")].split(os.sep)
+    if all(p.isidentifier() for p in parts):
+      if root not in [os.path.realpath(e or os.getcwd()) for e in sys.path]:
+        sys.path.insert(0, root)
+      return ".".join(parts)
+  folder, stem = os.path.split(path[: -len(".py")])
+  if not stem.isidentifier():
+    raise ValueError(f"cannot import {path}: {stem!r} is not a valid module name; rename the file (letters, _, digits)")
+  if stem in sys.modules and os.path.realpath(getattr(sys.modules[stem], "__file__", "") or "") != path:
+    raise ValueError(
+      f"cannot import {path} as module {stem!r}: another module of that name is already imported "
+      f"({getattr(sys.modules[stem], '__file__', 'built in')}); rename the file"
+    )
+  if folder not in sys.path:
+    sys.path.insert(0, folder)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (folder, os.environ.get("PYTHONPATH")) if p)
+  return stem
+
+
+def import_estimator_modules(specs):
+  """Imports modules that define estimators; returns ``(module names, names of the estimators they define)``.
+
+  Each spec is a module path (``my_estimators.adaptive_loo``) or a ``.py`` file path.
+  A module's ``ESTIMATOR`` (or ``ESTIMATORS``, a sequence) is registered unless the
+  module registered it itself. Raises ValueError (a missing file, an import error, a
+  module that defines no estimator), naming the module and the fix.
+  """
+  modules, names = [], []
+  for spec in specs:
+    spec = str(spec).strip()
+    if not spec:
+      continue
+    if spec.endswith(".py") or os.sep in spec:
+      if not os.path.isfile(spec):
+        raise ValueError(f"--estimator_modules: no file {spec}; give a .py file path or an importable module path")
+      module_name = _module_name_for_file(spec)
+    else:
+      module_name = spec
+    before = set(ESTIMATORS)
+    try:
+      module = importlib.import_module(module_name)
+    except ImportError as e:
+      raise ValueError(
+        f"--estimator_modules: cannot import {spec} ({type(e).__name__}: {e}); give a .py file path or a "
+        "module path importable from the repository root, e.g. my_estimators.adaptive_loo"
+      ) from None
+    declared = getattr(module, "ESTIMATORS", None)
+    declared = list(declared.values() if isinstance(declared, dict) else declared or [])
+    if getattr(module, "ESTIMATOR", None) is not None:
+      declared.append(module.ESTIMATOR)
+    for estimator in declared:
+      register(estimator)
+    defined = [n for n in ESTIMATORS if n not in before] + [e.name for e in declared if e.name in before]
+    if not defined and not declared:
+      raise ValueError(
+        f"--estimator_modules: {spec} defines no estimator; give it ESTIMATOR = Estimator(...) "
+        "(estimators/base.py) or call estimators.register(...) in it"
+      )
+    modules.append(module_name)
+    names += [n for n in dict.fromkeys(defined) if n not in names]
+  return modules, names
 
 
 def get_estimator(name) -> Estimator:
@@ -209,6 +291,7 @@ __all__ = [
   "canonical_name",
   "estimate_gradient",
   "get_estimator",
+  "import_estimator_modules",
   "is_valid_estimator",
   "register",
 ]

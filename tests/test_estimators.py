@@ -3,11 +3,13 @@
 Every test that takes ``name`` is parametrised over the registry, so an estimator
 added to ``ESTIMATORS`` is covered without editing this file.
 
-* Unbiasedness (PROTOCOL.md sections 1, 2, 7.1): Monte Carlo means against the exact
-  gradient from enumerating all 2^D states, D in {1, 2, 3, 4}, with saturated logits
-  (+-6), a constant f (zero gradient) and an f that ignores one bit.
-* Planted errors: sign-flipped, doubled and mis-derived estimators must fail the very
-  same check, so a passing check means something.
+* Unbiasedness (PROTOCOL.md sections 1, 2, 7.1): the harness ``estimators.check``
+  (the one the driver's ``check`` preset runs on a new estimator): Monte Carlo means
+  against the exact gradient from enumerating all 2^D states, D in {1, 2, 3, 4}, five
+  objectives, logits near 0, moderate and saturated (+-6), a constant f (zero gradient)
+  and an f that ignores one bit; estimators with state at their initial and at a random state.
+* Planted errors: sign-flipped, doubled, scaled by 0.97 and mis-derived estimators must
+  fail the very same check, so a passing check means something.
 * Variance (PROTOCOL.md 7.1): for D = 1 ARM's and DisARM's variances are computed
   exactly from the implementations; for D > 1 they are compared from paired samples.
 * Interface: shapes, per-example independence, seeding, errors.
@@ -27,6 +29,7 @@ import tensorflow as tf
 import estimators
 from estimators import ESTIMATORS, Objective, SeedNoise, estimate_gradient, get_estimator
 from estimators import arm as arm_module
+from estimators import check as harness
 from estimators import reinforce_loo as loo_module
 from estimators.base import Estimator, EstimatorOutput
 
@@ -38,58 +41,10 @@ _PHI = statistics.NormalDist().inv_cdf
 
 
 # --------------------------------------------------------------------------------------
-# Objectives: multilinear extensions of lookup tables, and their exact gradients.
+# Objectives and exact gradients: the harness's own (estimators/check.py).
 # --------------------------------------------------------------------------------------
 
-
-def state_bits(num_bits):
-  """[2^D, D] 0/1 matrix; row i holds the bits of state i (bit d = (i >> d) & 1)."""
-  states = np.arange(2**num_bits)
-  return ((states[:, None] >> np.arange(num_bits)[None, :]) & 1).astype(np.float64)
-
-
-def make_f(tables):
-  """f for a batch of examples, example c having its own table ``tables[c]`` ([C, 2^D]).
-
-  f(b) = sum_states table[state] * prod_d (b_d if state_d == 1 else 1 - b_d): it equals
-  the table on {0,1}^D and is its multilinear extension on (0,1)^D, which RELAX's relaxed
-  evaluations need. Maps bits [S, ..., C, D] to [S, ..., C].
-  """
-  tables = np.asarray(tables, np.float64)
-  num_bits = int(round(math.log2(tables.shape[-1])))
-  bits = state_bits(num_bits)
-  table_t = tf.constant(tables, tf.float32)
-
-  def f(b):
-    weights = None
-    for d in range(num_bits):
-      b_d = b[..., d : d + 1]  # [..., C, 1]
-      factor = tf.where(tf.constant(bits[:, d] > 0), b_d, 1.0 - b_d)  # [..., C, 2^D]
-      weights = factor if weights is None else weights * factor
-    return tf.reduce_sum(weights * table_t, axis=-1)
-
-  return f
-
-
-def exact_gradient(logits, tables):
-  """d E[f(b)] / d logits by enumeration, in float64. logits [C, D], tables [C, 2^D]."""
-  logits = np.asarray(logits, np.float64)
-  tables = np.asarray(tables, np.float64)
-  num_bits = logits.shape[-1]
-  bits = state_bits(num_bits)  # [2^D, D]
-  probs = 1.0 / (1.0 + np.exp(-logits))  # [C, D]
-  grads = np.zeros_like(logits)
-  for d in range(num_bits):
-    others = [e for e in range(num_bits) if e != d]
-    # P(other bits of each state) per example: [C, 2^D]
-    p_others = np.ones((logits.shape[0], bits.shape[0]))
-    for e in others:
-      p_others *= np.where(bits[:, e] > 0, probs[:, e : e + 1], 1.0 - probs[:, e : e + 1])
-    on = bits[:, d] > 0
-    # E[f | b_d = 1] - E[f | b_d = 0]; each half of the states is weighted by p_others.
-    diff = np.sum(tables[:, on] * p_others[:, on], axis=1) - np.sum(tables[:, ~on] * p_others[:, ~on], axis=1)
-    grads[:, d] = probs[:, d] * (1.0 - probs[:, d]) * diff
-  return grads
+make_f = harness.table_objective
 
 
 def test_exact_gradient_matches_finite_differences():
@@ -99,7 +54,7 @@ def test_exact_gradient_matches_finite_differences():
 
   def expectation(lg):
     p = 1.0 / (1.0 + np.exp(-lg))
-    bits = state_bits(3)
+    bits = harness.state_bits(3)
     probs = np.prod(np.where(bits[None] > 0, p[:, None, :], 1.0 - p[:, None, :]), axis=-1)
     return np.sum(probs * tables, axis=-1)
 
@@ -109,10 +64,10 @@ def test_exact_gradient_matches_finite_differences():
     step = np.zeros_like(logits)
     step[:, d] = h
     numeric[:, d] = (expectation(logits + step) - expectation(logits - step)) / (2 * h)
-  np.testing.assert_allclose(exact_gradient(logits, tables), numeric, rtol=1e-6, atol=1e-9)
+  np.testing.assert_allclose(harness.exact_gradient(logits, tables), numeric, rtol=1e-6, atol=1e-9)
   # And the table and the tf objective agree on {0,1}^D.
   f = make_f(tables)
-  for i, b in enumerate(state_bits(3)):
+  for i, b in enumerate(harness.state_bits(3)):
     value = f(tf.constant(np.broadcast_to(b, (1, 3, 3)), tf.float32)).numpy()[0]
     np.testing.assert_allclose(value, tables[:, i], rtol=1e-6)
 
@@ -152,98 +107,54 @@ BITS_PER_SWEEP = sum(lg.size for lg, _ in CASES.values())  # 34 z-scores per est
 PLANT_LOGITS = np.array([[-1.5, 0.8]])
 PLANT_TABLE = np.array([[0.0, 2.0, -1.0, 3.0]])
 
-N_DRAWS = 200_000  # Monte Carlo draws per unbiasedness check
+N_DRAWS = 200_000  # Monte Carlo draws per unbiasedness check on CASES
 PLANT_DRAWS = 50_000
-CHUNK = 50_000  # draws per vectorised call (bounds RELAX's memory); one compile
-# RODEO evaluates its network at K x K x (D + 1) points per draw: smaller chunks.
-CHUNK_BY_FAMILY = {"rodeo": 2_000}
+# Every estimator is also checked on the harness's standard cases (five objectives x
+# three kinds of logits x D = 1..4, plus a constant f and one ignoring a bit), at its
+# initial state and at a random one.
+STANDARD_CASES = harness.standard_cases()
+STANDARD_COORDINATES = sum(case.logits.size for case in STANDARD_CASES)
+
+
+def draws_for(est):
+  """The harness's draws for estimators without state; for those with state, which are checked
+  twice (initial and random state) and evaluate networks per draw (RODEO: K (K-1) (D+1)), half the
+  check command's (its planted control-variate errors are tested below on a case with more power)."""
+  return harness.STATEFUL_DRAWS // 2 if est.has_state else harness.DEFAULT_DRAWS
+
 
 # ---- Bonferroni bound for the unbiasedness z-scores ---------------------------------
 # Every estimator is bounded on these cases (|f| bounded, all weights bounded, the noise
 # clipped away from 0 and 1), so by the CLT the per-bit mean of N i.i.d. draws is normal
 # to good accuracy and z = (mean - exact) / (s / sqrt(N)) is ~N(0, 1) under unbiasedness.
 # The least normal case is a saturated bit whose estimate is mostly 0 or tiny (DisARM at
-# |phi| = 6 is nonzero w.p. 2 * sigmoid(-6) = 0.5%): even then N = 2e5 gives ~1000
-# nonzero draws (5e4: ~250), enough for the normal tail to be accurate to a small factor. Counting every z-score
-# this file expects to pass (registry sweep, extra LOO sample sizes, perturbed estimator
-# states, and the unmodified estimators on the planted-error case), a two-sided bound
-# |z| < Phi^{-1}(1 - ALPHA / (2 M)) makes the probability that ANY correct estimator fails
-# at most ALPHA = 0.1% (Bonferroni; the seeds are fixed, so in practice the outcome is
-# deterministic, and this says a failure is not plausibly bad luck).
-ALPHA = 1e-3
+# |phi| = 6 is nonzero w.p. 2 * sigmoid(-6) = 0.5%): even then N = 1e5 gives ~500
+# nonzero draws (2e4: ~100), enough for the normal tail to be accurate to a small factor.
+# Counting every z-score this file expects to pass (registry sweep over the standard
+# cases at each state, extra LOO sample sizes, and the unmodified estimators on the
+# planted-error case), a two-sided bound |z| < Phi^{-1}(1 - ALPHA / (2 M)) makes the
+# probability that ANY correct estimator fails at most ALPHA = 0.1% (Bonferroni; the
+# seeds are fixed, so in practice the outcome is deterministic, and this says a failure
+# is not plausibly bad luck).
+ALPHA = harness.ALPHA
 EXTRA_LOO_K = (3, 4)
 M_UNBIASED = (
-  len(NAMES) * BITS_PER_SWEEP
+  sum(STANDARD_COORDINATES * (2 if ESTIMATORS[n].has_state else 1) for n in NAMES)
   + len(EXTRA_LOO_K) * CASES[3][0].size
-  + len(STATEFUL) * CASES[3][0].size
   + len(NAMES) * PLANT_LOGITS.size
 )
-Z_BOUND = _PHI(1.0 - ALPHA / (2.0 * M_UNBIASED))  # ~4.5 for M ~ 170
-
-
-# --------------------------------------------------------------------------------------
-# Monte Carlo machinery and the one check function everything goes through.
-# --------------------------------------------------------------------------------------
+Z_BOUND = harness.z_bound(M_UNBIASED, ALPHA)  # ~5.1 for M ~ 4000
 
 
 def mc_draws(estimator, tables, logits, seed, num_draws=N_DRAWS, state=None, jit=True):
-  """num_draws independent estimates as float64 [num_draws, C, D], in chunks.
-
-  Chunk k uses seed [seed, k]: distinct stateless seeds give independent streams. With
-  ``jit`` the chunks run under XLA (one compile, reused by every chunk); without, eagerly
-  (cheaper for one small chunk: no compile).
-  """
+  """num_draws independent estimates as float64 [num_draws, C, D] for lookup tables (the harness's sampler)."""
   est = get_estimator(estimator)
-  f = make_f(tables)
-  logits_t = tf.constant(logits, tf.float32)
-  if state is None and est.has_state:
-    state = est.make_state(logits_t.shape[-1], 0)  # as estimate_gradient would build it
-  chunk = min(CHUNK_BY_FAMILY.get(est.family, CHUNK), num_draws)
-  assert num_draws % chunk == 0
-
-  def run(seed_pair):
-    return estimate_gradient(est, f, logits_t, seed_pair, num_draws=chunk, state=state)
-
-  if jit:
-    run = tf.function(run, jit_compile=True)
-
-  out = [run(tf.constant([seed, k], tf.int32)).numpy() for k in range(num_draws // chunk)]
-  return np.concatenate(out, axis=0).astype(np.float64)
+  return harness.mc_draws(est, make_f(tables), logits, seed, num_draws, state=state, jit=jit)
 
 
-@dataclasses.dataclass
-class Check:
-  ok: bool
-  z: np.ndarray  # [C, D]
-  mean: np.ndarray
-  exact: np.ndarray
-  se: np.ndarray
-
-  def describe(self):
-    c, d = np.unravel_index(np.argmax(np.abs(self.z)), self.z.shape)
-    return (
-      f"max |z| = {abs(self.z[c, d]):.2f} (bound {Z_BOUND:.2f}) at example {c}, bit {d}: "
-      f"mean {self.mean[c, d]:.6g}, exact {self.exact[c, d]:.6g}, s.e. {self.se[c, d]:.3g}\n"
-      f"z =\n{np.array2string(self.z, precision=2)}"
-    )
-
-
-def check_unbiased(draws, logits, tables):
-  """z-scores of the Monte Carlo mean against the exact gradient, per example and bit.
-
-  A bit whose draws are all identical (zero sample variance: the constant f, or DisARM
-  at logit 0 with D = 1, which is deterministic) has s.e. 0; a float32 floor float_tol
-  in the denominator turns its check into |mean - exact| <= Z_BOUND * float_tol, i.e.
-  agreement to float32 precision, instead of a division by zero. The floor is ~1e-6 of
-  the table scale, below every nonzero s.e. here (>= 1.4e-5), so it costs little power
-  (the denominator grows by <= 3%).
-  """
-  exact = exact_gradient(logits, tables)
-  mean = draws.mean(axis=0)
-  se = draws.std(axis=0, ddof=1) / math.sqrt(draws.shape[0])
-  float_tol = 1e-6 * (1.0 + np.max(np.abs(tables)))
-  z = (mean - exact) / np.sqrt(se**2 + float_tol**2)
-  return Check(ok=bool(np.all(np.abs(z) < Z_BOUND)), z=z, mean=mean, exact=exact, se=se)
+def compare(draws, logits, tables):
+  """The harness's z-scores of draws against the exact gradient, under this file's bound."""
+  return harness.compare_to_exact(draws, logits, tables, Z_BOUND)
 
 
 # --------------------------------------------------------------------------------------
@@ -251,14 +162,15 @@ def check_unbiased(draws, logits, tables):
 # --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("num_bits", sorted(CASES))
-@pytest.mark.parametrize("name", NAMES)
-def test_unbiased(name, num_bits):
-  logits, tables = CASES[num_bits]
-  draws = mc_draws(name, tables, logits, seed=1000 + num_bits)
-  assert np.all(np.isfinite(draws))
-  result = check_unbiased(draws, logits, tables)
-  assert result.ok, f"{name}, D={num_bits}: " + result.describe()
+@pytest.mark.parametrize(
+  "name", [pytest.param(n, marks=pytest.mark.slow) if ESTIMATORS[n].has_state else n for n in NAMES]
+)
+def test_unbiased(name):
+  """The harness on its standard cases; an estimator with state at its initial and a random state."""
+  est = ESTIMATORS[name]
+  result = harness.check_unbiased(est, STANDARD_CASES, num_draws=draws_for(est), seed=1, num_tests=M_UNBIASED)
+  assert result.ok, result.describe()
+  assert {f.state for f in result.findings} == ({"initial", "random"} if est.has_state else {"none"})
 
 
 @pytest.mark.parametrize("num_samples", EXTRA_LOO_K)
@@ -266,21 +178,8 @@ def test_reinforce_loo_unbiased_for_other_sample_counts(num_samples):
   logits, tables = CASES[3]
   est = loo_module.make(num_samples)
   assert est.num_f_evals == num_samples
-  result = check_unbiased(mc_draws(est, tables, logits, seed=2000 + num_samples), logits, tables)
-  assert result.ok, result.describe()
-
-
-@pytest.mark.parametrize("name", STATEFUL)
-def test_unbiased_with_perturbed_state(name):
-  """An estimator with trainable state must be unbiased for any state, not just the
-  initial one (RELAX: unbiased for any control variate). Every variable is moved."""
-  logits, tables = CASES[3]
-  est = ESTIMATORS[name]
-  state = est.make_state(logits.shape[-1], 0, seed=(5, 6))
-  rng = np.random.default_rng(7)
-  for v in state.trainable_variables:
-    v.assign_add(tf.constant(0.3 * rng.normal(size=v.shape), v.dtype))
-  result = check_unbiased(mc_draws(est, tables, logits, seed=3000, state=state), logits, tables)
+  case = harness.table_case(tables, logits)
+  result = harness.check_unbiased(est, [case], num_draws=N_DRAWS, seed=2000 + num_samples, num_tests=M_UNBIASED)
   assert result.ok, result.describe()
 
 
@@ -355,7 +254,7 @@ PLANTED_FORMULAS = {
 
 def _plant_check(est):
   draws = mc_draws(est, PLANT_TABLE, PLANT_LOGITS, seed=4000, num_draws=PLANT_DRAWS, jit=False)
-  return check_unbiased(draws, PLANT_LOGITS, PLANT_TABLE)
+  return compare(draws, PLANT_LOGITS, PLANT_TABLE)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -375,6 +274,43 @@ def test_planted_formula_errors_fail(label):
   est = Estimator(name=label, fn=PLANTED_FORMULAS[label], num_f_evals=2)
   planted = _plant_check(est)
   assert not planted.ok, f"{label} passed the unbiasedness check: " + planted.describe()
+
+
+@pytest.mark.parametrize(
+  "module, fails",
+  [("disarm_copy", False), ("disarm_scaled", True), ("disarm_own_baseline", True)],
+)
+def test_harness_on_plugin_files(module, fails):
+  """The harness with its defaults (what the check command runs): a 3% scaling of DisARM and a
+  baseline that depends on its own sample are caught; the unmodified copy passes."""
+  import importlib
+
+  est = importlib.import_module(f"tests.check_plugins.{module}").ESTIMATOR
+  harness.check_runs(est)
+  result = harness.check_unbiased(est)
+  assert result.ok != fails, result.describe()
+  if fails:  # decisively, not at the edge of the bound
+    assert result.worst.max_abs_z > 2 * result.bound, result.describe()
+    assert f"D = {result.worst.num_bits}" in result.where() and "logits = [" in result.where()
+
+
+def test_check_runs_names_what_to_fix():
+  import importlib
+
+  wrong = importlib.import_module("tests.check_plugins.wrong_shape").ESTIMATOR
+  with pytest.raises(harness.EstimatorDefect, match="logits' shape"):
+    harness.check_runs(wrong)
+  with pytest.raises(harness.EstimatorDefect, match="num_f_evals"):
+    harness.check_runs(dataclasses.replace(ESTIMATORS["disarm"], num_f_evals=0))
+  # Asking f for what it did not declare: RODEO without needs=GRADIENT.
+  undeclared = dataclasses.replace(ESTIMATORS["rodeo_2"], needs=estimators.Needs.VALUES)
+  with pytest.raises(harness.EstimatorDefect, match="needs=Needs.GRADIENT"):
+    harness.check_runs(undeclared)
+  nan = Estimator(
+    name="nan", fn=lambda f, lg, n, state=None, context=None: ESTIMATORS["disarm"].fn(f, lg * np.nan, n), num_f_evals=2
+  )
+  with pytest.raises(harness.EstimatorDefect):
+    harness.check_runs(nan)
 
 
 # --------------------------------------------------------------------------------------
@@ -454,7 +390,7 @@ def test_d1_exact_variance_disarm_below_arm():
   mean_a, var_a, values_a, weights = _exact_d1_moments("arm", logits, tables)
   mean_d, var_d, values_d, _ = _exact_d1_moments("disarm", logits, tables)
 
-  exact = exact_gradient(logits[:, None], tables)[:, 0]
+  exact = harness.exact_gradient(logits[:, None], tables)[:, 0]
   # The means are the exact gradient (float32 sigmoid moves s(1-s) by <= 2e-5 at |phi| = 6).
   np.testing.assert_allclose(mean_a, exact, rtol=5e-5, atol=1e-9)
   np.testing.assert_allclose(mean_d, exact, rtol=5e-5, atol=1e-9)
@@ -780,7 +716,7 @@ def test_perturbed_control_variates_are_unbiased_and_have_power(name):
   est = ESTIMATORS[name]
   state = _perturbed_state(est, PLANT_LOGITS.shape[-1])
   draws = mc_draws(est, PLANT_TABLE, PLANT_LOGITS, seed=4100, num_draws=PLANT_DRAWS, state=state)
-  result = check_unbiased(draws, PLANT_LOGITS, PLANT_TABLE)
+  result = compare(draws, PLANT_LOGITS, PLANT_TABLE)
   assert result.ok, result.describe()
   loo = mc_draws(
     f"reinforce_loo_{est.num_f_evals}" if est.num_f_evals > 2 else "reinforce_loo",
@@ -804,7 +740,7 @@ def test_planted_control_variate_errors_fail(label, fn):
   planted = dataclasses.replace(base, name=label, fn=fn)
   state = _perturbed_state(base, PLANT_LOGITS.shape[-1])
   draws = mc_draws(planted, PLANT_TABLE, PLANT_LOGITS, seed=4200, num_draws=PLANT_DRAWS, state=state, jit=False)
-  result = check_unbiased(draws, PLANT_LOGITS, PLANT_TABLE)
+  result = compare(draws, PLANT_LOGITS, PLANT_TABLE)
   assert not result.ok, f"{label} passed the unbiasedness check: " + result.describe()
 
 

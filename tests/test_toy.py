@@ -290,3 +290,38 @@ def test_plot_toy_draws_from_the_csv_folder(tmp_path, monkeypatch):
   paths = toy.plot_toy(out)
   assert sorted(os.path.basename(p) for p in paths) == ["toy_training.png", "toy_variance.png"]
   assert all(os.path.dirname(p) == os.path.join(out, "figures") for p in paths)
+
+
+def _toy_cli(tmp_path, *args):
+  import subprocess
+  import sys
+
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  cmd = [sys.executable, "-m", "experiments.toy", f"--out_dir={tmp_path / 'toy'}", "--num_steps=20", "--num_bits=3"]
+  cmd += ["--num_draws=200", "--seeds=0", "--p0s=0.49", *args]
+  return subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow  # the toy's command line in a real process
+def test_toy_command_line_takes_family_names_and_plugin_files(tmp_path):
+  done = _toy_cli(
+    tmp_path,
+    "--quick",
+    "--estimators=arms_3,learned_baseline_loo",
+    "--estimator_modules=tests/toy_stateful_estimator.py",
+  )
+  assert done.returncode == 0, done.stderr[-2000:]
+  var = pd.read_csv(tmp_path / "toy" / "toy_variance.csv")
+  assert set(var["estimator"]) == {"arms_3", "learned_baseline_loo"}
+  bad = _toy_cli(tmp_path, "--estimators=arms_1")
+  assert bad.returncode != 0 and "arms" in bad.stderr and "samples >= 2" in bad.stderr
+
+
+def test_the_driver_runs_the_toy_on_the_grid_estimators():
+  """The driver's toy problem compares the sweep's own estimators (plugins and family members
+  included), leaving out multi-sample bounds, which do not estimate d E[f]."""
+  import run_benchmarks
+  from contracts.settings import Grid
+
+  grid = Grid(("mnist",), ("linear",), ("arms_3", "vimco_2", "disarm"), (0,))
+  assert run_benchmarks.toy_estimators_of(grid) == ("arms_3", "disarm")

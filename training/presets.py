@@ -12,8 +12,8 @@ from datasets import DATASETS
 from models import LAYERED_MODELS, SINGLE_LAYER_MODELS
 
 PAPER_ESTIMATORS = ("reinforce_loo", "arm", "disarm", "relax")
-FIVE_SEEDS = (0, 1, 2, 3, 4)
-PAPER_LENGTH = dict(num_steps=1_000_000, eval_every=1000, bound_every=1000)
+FIVE_SEEDS = tuple(range(protocols.PAPER_SEEDS))
+PAPER_LENGTH = dict(num_steps=protocols.PAPER_STEPS, eval_every=1000, bound_every=1000)
 
 RODEO_PROTOCOL = Settings(**protocols.RODEO, log_bound_k=True, **PAPER_LENGTH)
 RODEO_DATASET_SETTINGS = tuple((d, tuple(v.items())) for d, v in protocols.RODEO_DATASETS.items())
@@ -59,6 +59,17 @@ PRESETS = {
   # The RODEO paper's Tables 1 and 2: nonlinear VAE, K = 2, 3, 4 evaluations.
   "rodeo": Grid(
     DATASETS, ("nonlinear",), RODEO_ESTIMATORS, FIVE_SEEDS, RODEO_PROTOCOL, dataset_settings=RODEO_DATASET_SETTINGS
+  ),
+  # The check of one new estimator (experiments/check.py), stage 4: its baselines on MNIST with the
+  # RODEO protocol's settings, a few thousand steps, 3 seeds; the estimator under check joins them
+  # (``--estimators`` names it), and DisARM and RODEO follow its K.
+  "check": Grid(
+    ("mnist",),
+    ("nonlinear",),
+    ("disarm", "rodeo_2"),
+    (0, 1, 2),
+    Settings(**protocols.RODEO, num_steps=2000, eval_every=500, bound_every=2000),
+    dataset_settings=tuple((d, v) for d, v in RODEO_DATASET_SETTINGS if d == "mnist"),
   ),
   # The RODEO paper's Table 5: 2-4 linear stochastic layers, K = 2.
   "rodeo_hierarchical": Grid(

@@ -68,12 +68,10 @@ def validate_config(config: RunConfig):
         "a multi-sample bound. Drop --basket for it."
       )
     for name in config.basket:
-      other = get_estimator(name)
-      if other.multi_sample or (other.has_state and name != config.estimator):
+      if get_estimator(name).multi_sample:
         raise ValueError(
-          f"basket estimator {name!r} cannot be measured at another estimator's parameters: the "
-          "basket takes single-sample estimators without trainable parameters, plus the run's "
-          "own estimator"
+          f"basket estimator {name!r} estimates a multi-sample bound: the basket compares estimators "
+          "of the ELBO gradient. Drop it from --basket"
         )
 
 
