@@ -178,6 +178,13 @@ class Settings:
     kind=tuple,
   )
   basket_draws: int = setting(20, "Independent estimates per basket measurement.", minimum=2)
+  basket_state: str = setting(
+    "frozen",
+    "Own parameters of a stateful basket estimator other than the run's (RELAX, Double CV, RODEO): "
+    "frozen = at their initial value; trained = trained alongside the run, at every step on its batch "
+    "and current model parameters, by the estimator's own loss and Adam (the run itself is unchanged).",
+    choices=("frozen", "trained"),
+  )
 
   def validate(self):
     """Raises ValueError naming the first impossible value and what is allowed."""

@@ -19,6 +19,9 @@ pairs ``(s, salt)``; ``fold(seed, a, b, ...)`` below means repeated
                                              ``decoder_sample=k_independent``
           fold(., LAYER + l)                 layer l >= 1's estimator noise
           fold(., COMPLETION + l)            noise of the upper layers completing layer l's candidates
+          fold(., BASKET_STATE + i)          the noise with which the variance basket's i-th estimator
+                                             trains its own state on step t's batch
+                                             (``basket_state=trained``)
       fold(., EPOCH, e)                      keys of epoch e's permutation of the training set
     (s, EVALUATION_SALT)                     base of the evaluation streams
       fold(., purpose, t)                    evaluation at step t, purpose one of
@@ -28,6 +31,8 @@ pairs ``(s, salt)``; ``fold(seed, a, b, ...)`` below means repeated
     (s, LAYERED_MODEL_INIT_SALT)             layered VAE weights (split into 2L, one per dense layer)
     (s, ESTIMATOR_STATE_SALT)                an estimator's own parameters (split per layer of a
                                              layered model)
+      fold(., 1 + i)                         the initial state of the variance basket's i-th
+                                             estimator (one with parameters, not the run's own)
 
 The evaluation and single-layer model-init bases share the pair ``(s, 1)`` but use it
 differently (fold-in against split), so their streams do not coincide. Under XLA,
@@ -51,6 +56,7 @@ FORWARD_SAMPLE = 1_000
 DECODER_TOP_UP = 1_001
 LAYER = 2_000
 COMPLETION = 3_000
+BASKET_STATE = 4_000
 
 # Purposes folded into the evaluation base.
 EVAL_TRAIN_ELBO = 0

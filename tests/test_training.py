@@ -353,7 +353,7 @@ def test_gradient_variance_with_and_without_debiasing(fake_data):
     (dict(model="linear", estimator="arm", share_upper_noise=True), "layered models only"),
     (dict(model="linear_5layer", estimator="arm"), "linear_4layer"),
     (dict(model="linear", estimator="arm", basket=("arm",), basket_draws=1), "at least 2"),
-    (dict(model="linear", estimator="disarm", basket=("relax",)), "another estimator's parameters"),
+    (dict(model="linear", estimator="disarm", basket=("vimco_2",)), "multi-sample bound"),
     (dict(model="linear_2layer", estimator="disarm", decoder_sample="estimator"), "forward sample"),
     (dict(model="linear", estimator="disarm_2"), "filed as 'disarm'"),
     (dict(model="linear", estimator="arm", batch_size=50_001), "exceeds the 50000 training images"),

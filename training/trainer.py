@@ -162,10 +162,13 @@ class Trainer(tf.Module):
       tf.Variable(tf.zeros_like(v), trainable=False, name="grad_sq_ema") for v in self.model.encoder_variables
     ]
     self.basket = [get_estimator(name) for name in config.basket]
-    # Basket members with state of their own (other than the run's estimator) are measured
-    # at their initial state, frozen: built from the run's estimator-state seed folded with
-    # the member's position, so each member's state is fixed by the run's seed alone.
+    # Basket members with state of their own (other than the run's estimator) start from
+    # a state built from the run's estimator-state seed folded with the member's position,
+    # so each member's state is fixed by the run's seed alone. ``basket_state=frozen``
+    # measures them there; ``trained`` trains each with its own loss and Adam at every
+    # step (``_train_basket_states``), never touching the run's own parameters.
     self.basket_states = {}
+    self.basket_optimizers = {}
     for e, member in enumerate(self.basket):
       if member.has_state and member.name != self.estimator.name:
         # Folded seeds are int64; the parameter factories take int32 pairs (a fixed, distinct stream either way).
@@ -174,6 +177,17 @@ class Trainer(tf.Module):
         self.basket_states[member.name] = [
           member.trainable.init(self.model.num_latents, self.model.context_dim(0), params)
         ]
+        if config.basket_state == "trained":
+          # As the run's own estimator state is trained, but without the run's
+          # estimator_lr, which names the run's estimator's rate.
+          self.basket_optimizers[member.name] = Adam(
+            self.basket_states[member.name][0].trainable_variables,
+            member.trainable.learning_rate or config.encoder_lr,
+            beta1=member.trainable.beta1,
+            beta2=member.trainable.beta2,
+            epsilon=eps,
+            name="basket_adam",
+          )
     # On CPU, XLA compiling the training loop measured slower than TensorFlow's own
     # kernels, while the evaluation's large matmul + softplus + sum batches gain from
     # fusion (benchmarks/README.md). Evaluation numbers depend on this choice: XLA draws
@@ -219,6 +233,10 @@ class Trainer(tf.Module):
     if self.estimator_states is not None:
       groups.append(("estimator_state", [v for s in self.estimator_states for v in s.trainable_variables]))
       optimizers.append(("estimator_adam", self.estimator_optimizer))
+    # Trained basket states only: frozen ones are rebuilt from the seed and stay out of the checkpoint.
+    for member, opt in self.basket_optimizers.items():
+      groups.append((f"basket_state/{member}", opt.variables_to_train))
+      optimizers.append((f"basket_adam/{member}", opt))
     for name, opt in optimizers:
       groups += [(f"{name}/m", opt.m), (f"{name}/v", opt.v)]
     out = {"step": (self.step, False)}
@@ -276,6 +294,8 @@ class Trainer(tf.Module):
   def update(self, x, noise):
     """One optimisation step on binarised batches ``x``: all optimisers, the moving averages, step += 1."""
     grads = self.gradients(x, noise)
+    # Before the model moves: the basket's states learn at the parameters the run's step saw.
+    self._train_basket_states(x, noise)
     if grads.state is not None:
       self.estimator_optimizer.apply(grads.state)
     self.encoder_optimizer.apply(grads.encoder)
@@ -285,6 +305,21 @@ class Trainer(tf.Module):
     self._moving_averages(grads.encoder)
     self.step.assign_add(1)
     return grads.loss
+
+  def _train_basket_states(self, x, noise):
+    """``basket_state=trained``: one Adam step of each stateful basket member's own loss at ``x``.
+
+    Each member draws from its own stream (``streams.BASKET_STATE`` + its position), so
+    it never reuses the run's estimator noise; only its state's gradients are applied.
+    """
+    for e, member in enumerate(self.basket):
+      optimizer = self.basket_optimizers.get(member.name)
+      if optimizer is None:
+        continue
+      member_noise = noise.fold_in(streams.BASKET_STATE + e)
+      states = self.basket_states[member.name]
+      grads = engine.step_gradients(self.model, member, x, member_noise, states, self.options, decoder=False)
+      optimizer.apply(grads.state)
 
   def _moving_averages_impl(self, encoder_grads):
     """EMA[g] and EMA[g^2] of the encoder gradient (PROTOCOL.md section 5)."""
