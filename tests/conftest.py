@@ -1,4 +1,4 @@
-"""Shared fixtures: the tiny real sweeps the plots tests read (tests/sweeps.py)."""
+"""Shared fixtures: the tiny real sweeps the plots tests read (tests/sweeps.py); the fast tier's marks."""
 
 import os
 
@@ -22,3 +22,15 @@ def multisample_sweep(tmp_path_factory):
   from tests import sweeps
 
   return sweeps.build_sweep("multisample", sweeps.sweeps_root(tmp_path_factory.getbasetemp()))
+
+
+# Building these sweeps trains real runs in real processes (about a minute): every test that
+# reads one belongs to the slow tier, whatever its own cost.
+SWEEP_FIXTURES = {"main_sweep", "multisample_sweep"}
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  for item in items:
+    if SWEEP_FIXTURES & set(getattr(item, "fixturenames", ())):
+      item.add_marker(pytest.mark.slow)

@@ -16,6 +16,9 @@ import pytest
 import plots
 from tests import sweeps as testing
 
+# Real driver processes or whole sweeps: minutes; the fast tier leaves them out.
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "results")
 COMPARED = ("report.md", "tables.md")
@@ -24,7 +27,13 @@ COMPARED = ("report.md", "tables.md")
 def committed_reports():
   if not os.path.isdir(RESULTS):
     return []
-  return sorted(name for name in os.listdir(RESULTS) if os.path.isfile(os.path.join(RESULTS, name, "report.md")))
+  # Sweeps only (a sweep.json beside the report): an estimator check's report is made by its own command.
+  return sorted(
+    name
+    for name in os.listdir(RESULTS)
+    if os.path.isfile(os.path.join(RESULTS, name, "report.md"))
+    and os.path.isfile(os.path.join(RESULTS, name, "sweep.json"))
+  )
 
 
 def regenerated_differences(folder, scratch):

@@ -28,6 +28,9 @@ from estimators import ESTIMATORS
 from training import integrity, results_io, runner
 from training.runner import RunLock
 
+# Real driver processes or whole sweeps: minutes; the fast tier leaves them out.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 TINY = [
   "--preset=none",

@@ -9,6 +9,9 @@ from contracts.settings import Grid, RunConfig, Settings
 from estimators import get_estimator
 from training.trainer import Trainer, check_stackable
 
+# Real driver processes or whole sweeps: minutes; the fast tier leaves them out.
+pytestmark = pytest.mark.slow
+
 
 def fake_splits(num_pixels=784, sizes=(400, 60, 60), seed=0):
   rng = np.random.default_rng(seed)

@@ -64,6 +64,7 @@ def test_holm_rejects_step_down():
   assert list(stats.holm([0.01, float("nan")])) == [True, False]  # 0.01 <= 0.05 / 2
 
 
+@pytest.mark.slow  # thousands of simulated replications
 @pytest.mark.parametrize("n", [2, 3, 5])
 def test_beats_false_positive_rate_at_most_nominal(n):
   """No effect: "holds" (a pass) at most ALPHA / 2, any decision at most ALPHA; n = 2 is never judged."""
@@ -78,6 +79,7 @@ def test_beats_false_positive_rate_at_most_nominal(n):
     assert decided >= ALPHA - TOL_SE * math.sqrt(ALPHA * (1 - ALPHA) / REPS)
 
 
+@pytest.mark.slow  # thousands of simulated replications
 @pytest.mark.parametrize("n", [3, 5])
 def test_beats_detects_the_smallest_detectable_difference_at_the_stated_power(n):
   """An effect of exactly the size the rule says it detects (for the true s.e. sd / sqrt(n)) holds with
@@ -89,6 +91,7 @@ def test_beats_detects_the_smallest_detectable_difference_at_the_stated_power(n)
   assert abs(rate - verdicts.POWER) <= tol
 
 
+@pytest.mark.slow  # thousands of simulated replications
 @pytest.mark.parametrize("n", [2, 3, 5])
 def test_noninferiority_passes_at_most_alpha_at_the_margin(n):
   """True difference exactly -margin (the worst allowed): "matches or beats" holds at most ALPHA."""
@@ -97,6 +100,7 @@ def test_noninferiority_passes_at_most_alpha_at_the_margin(n):
   assert np.mean([v == verdicts.HOLDS for v in got]) <= _upper(ALPHA)
 
 
+@pytest.mark.slow  # thousands of simulated replications
 @pytest.mark.parametrize("n", [2, 3, 5])
 def test_equivalence_passes_at_most_alpha_at_the_margin(n):
   """Published comparison: a true gap of exactly +margin is called consistent at most ALPHA of the time
@@ -113,6 +117,7 @@ def test_equivalence_passes_at_most_alpha_at_the_margin(n):
   assert consistent / REPS <= _upper(ALPHA)
 
 
+@pytest.mark.slow  # thousands of simulated replications
 def test_welch_false_positive_rate_with_unequal_variances():
   """Welch-Satterthwaite df keeps the level with unequal spreads and sizes (3 vs 5 timings, sd 1 vs 3)."""
   rng = np.random.default_rng(40)
@@ -123,6 +128,7 @@ def test_welch_false_positive_rate_with_unequal_variances():
   assert decided / REPS <= _upper(ALPHA)
 
 
+@pytest.mark.slow  # thousands of simulated replications
 def test_claim_fails_at_most_alpha_over_six_null_cells():
   """Six cells with no effect, n = 5: the claim-level "fails" (any cell, Holm) at most ALPHA / 2."""
   rng = np.random.default_rng(50)
@@ -157,6 +163,7 @@ def _toy(v_subject, v_other, draws, exact=None):
   return pd.DataFrame(rows)
 
 
+@pytest.mark.slow  # thousands of simulated replications
 def test_claim1_false_violation_rate_at_equal_variances():
   """Equal true variances at 19 points, normal draws (sample variance = var chi2_{n-1} / (n-1)): a
   violation anywhere at most ALPHA (Holm over points)."""

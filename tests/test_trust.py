@@ -19,6 +19,9 @@ import pytest
 
 from contracts import results
 
+# Real driver processes or whole sweeps: minutes; the fast tier leaves them out.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 TINY = (
   "--preset=none",
