@@ -377,7 +377,7 @@ def toy_estimators_of(grid):
   """The grid's estimators the toy problem can compare: those of d E[f] (not multi-sample bounds)."""
   from estimators import get_estimator
 
-  return tuple(name for name in grid.estimators if not get_estimator(name).multi_sample)
+  return tuple(name for name in grid.estimators if not get_estimator(name).bound_estimator)
 
 
 def run_check(plugins):

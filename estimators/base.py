@@ -292,11 +292,6 @@ class Estimator:
   variance_on_linear_f: Callable[..., Any] | None = None
 
   @property
-  def multi_sample(self) -> bool:
-    """True for estimators of a multi-sample bound (VIMCO, local DisARM, even with m = 1 pair)."""
-    return self.bound_estimator
-
-  @property
   def samples(self) -> int:
     """K: independent samples from q behind its estimate (``num_samples``, else ``num_f_evals``)."""
     return self.num_f_evals if self.num_samples is None else self.num_samples

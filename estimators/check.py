@@ -402,7 +402,7 @@ def check_unbiased(
   Raises ``EstimatorDefect`` if an estimate is not finite.
   """
   est = _as_estimator(estimator)
-  if est.multi_sample:
+  if est.bound_estimator:
     raise ValueError(
       f"{est.name} estimates the gradient of a multi-sample bound, not of E[f(b)]; check_unbiased checks "
       "estimators of d E[f] / d logits"

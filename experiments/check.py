@@ -452,7 +452,7 @@ def run_check(name, out_dir, size="full", data_dir=None, plugins=(), executor=No
   except harness.EstimatorDefect as e:
     report.add("0. Declarations and one call", "FAIL: cannot run", f"{e}")
     return finish(EXIT_CANNOT_RUN, f"error: {est.name} cannot be checked: {e}")
-  if est.multi_sample:
+  if est.bound_estimator:
     message = (
       f"{est.name} estimates a multi-sample bound; the check compares estimators of d E[f] / d logits. "
       "Check it with tests/test_multisample.py instead"

@@ -664,7 +664,7 @@ def main(argv):
         est = get_estimator(name)
       except ValueError as e:
         raise app.UsageError(str(e)) from None
-      if est.multi_sample:
+      if est.bound_estimator:
         raise app.UsageError(f"{name} estimates a multi-sample bound; the toy problem compares estimators of d E[f]")
       names.append(est.name)
     kwargs["estimators"] = tuple(names)

@@ -35,8 +35,8 @@ from estimators.base import Estimator, EstimatorOutput
 
 # Estimators of d E[f(b)]; multi-sample-bound estimators (VIMCO, local DisARM) target
 # d E[log mean exp f] instead and are tested in tests/test_multisample.py.
-NAMES = sorted(n for n, e in ESTIMATORS.items() if not e.multi_sample)
-STATEFUL = sorted(n for n, e in ESTIMATORS.items() if e.has_state and not e.multi_sample)
+NAMES = sorted(n for n, e in ESTIMATORS.items() if not e.bound_estimator)
+STATEFUL = sorted(n for n, e in ESTIMATORS.items() if e.has_state and not e.bound_estimator)
 _PHI = statistics.NormalDist().inv_cdf
 
 

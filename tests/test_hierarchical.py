@@ -303,7 +303,7 @@ def test_relax_state_gradients_flow_through_every_layer():
 def test_multi_sample_estimators_are_refused(name):
   with pytest.raises(ValueError, match="single-sample estimate per layer.*multi-sample bound"):
     validate_config(RunConfig("mnist", "linear_2layer", name, 0, Settings(num_steps=10)))
-  assert get_estimator(name).multi_sample
+  assert get_estimator(name).bound_estimator
 
 
 # ------------------------------------------------------------ stacked members

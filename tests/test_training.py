@@ -89,7 +89,7 @@ def max_abs_z(reps, exact):
 Z_BOUND = 5.5
 
 
-SINGLE_SAMPLE = sorted(n for n, e in ESTIMATORS.items() if not e.multi_sample)
+SINGLE_SAMPLE = sorted(n for n, e in ESTIMATORS.items() if not e.bound_estimator)
 # Small members of the multi-sample families: their bounds can be enumerated.
 MULTI_SAMPLE = ["vimco_2", "vimco_3", "local_disarm_1", "local_disarm_2", "local_disarm_sym_2"]
 X = tf.constant([[1, 0, 1, 1, 0, 0], [0, 1, 1, 0, 1, 0]], tf.float32)

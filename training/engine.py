@@ -191,7 +191,7 @@ def step_gradients(model, estimator, x, noise, states=None, options=StepOptions(
     ``StepGradients``.
   """
   L = model.num_layers
-  if L > 1 and estimator.multi_sample:
+  if L > 1 and estimator.bound_estimator:
     raise ValueError(
       f"layered models train one single-sample estimate per layer; {estimator.name} estimates a multi-sample bound"
     )
@@ -218,9 +218,9 @@ def step_gradients(model, estimator, x, noise, states=None, options=StepOptions(
       layer_noise = noise if l == 0 else noise.fold_in(streams.LAYER + l)
       if L == 1:
         # A multi-sample bound keeps f's dependence on the encoder (the direct term).
-        f_logits = logits0 if estimator.multi_sample else tf.stop_gradient(logits0)
+        f_logits = logits0 if estimator.bound_estimator else tf.stop_gradient(logits0)
         elbo = lambda b, f_logits=f_logits: model.elbo(x, b, f_logits)  # noqa: E731
-        reuses_values = decoder and mode == "k_independent" and not estimator.multi_sample
+        reuses_values = decoder and mode == "k_independent" and not estimator.bound_estimator
         objective = SampleWiseObjective(elbo) if reuses_values else Objective(elbo)
       else:
         objective = LayerObjective(
@@ -232,7 +232,7 @@ def step_gradients(model, estimator, x, noise, states=None, options=StepOptions(
           objective, forward_logits[l], layer_noise, state=None if states is None else states[l], context=context
         )
       )
-    if estimator.multi_sample:
+    if estimator.bound_estimator:
       objective_values = outputs[0].objective_value()  # the bound at the estimator's samples
     elif not decoder:
       objective_values = None
@@ -252,7 +252,7 @@ def step_gradients(model, estimator, x, noise, states=None, options=StepOptions(
   estimates = [out.grad for out in outputs]
   backprop = estimates if trainable is not None else [tf.stop_gradient(g) for g in estimates]
   encoder_grads = tape.gradient(forward_logits[:L], encoder_vars, output_gradients=[-g / batch_size for g in backprop])
-  if estimator.multi_sample:  # plus the direct term: the bound's own dependence on the encoder
+  if estimator.bound_estimator:  # plus the direct term: the bound's own dependence on the encoder
     direct = tape.gradient(total_loss, encoder_vars)
     encoder_grads = [g + d for g, d in zip(encoder_grads, direct)]
   state_grads = state_loss = None

@@ -446,7 +446,7 @@ class Trainer(tf.Module):
 
   @property
   def logs_bound_k(self):
-    return self.estimator.multi_sample or self.config.log_bound_k
+    return self.estimator.bound_estimator or self.config.log_bound_k
 
   def bound_columns(self, with_100=True):
     """Per member: both splits' bounds, 100 samples and (where logged) K = the estimator's f evaluations.

@@ -47,7 +47,7 @@ def validate_config(config: RunConfig):
     )
   layered = num_stochastic_layers(config.model) > 1
   if layered:
-    if estimator.multi_sample:
+    if estimator.bound_estimator:
       raise ValueError(
         f"layered model {config.model} trains one single-sample estimate per layer; "
         f"{config.estimator} estimates a multi-sample bound"
@@ -62,13 +62,13 @@ def validate_config(config: RunConfig):
   elif config.share_upper_noise:
     raise ValueError(f"share_upper_noise applies to layered models only, not {config.model}")
   if config.basket:
-    if estimator.multi_sample:
+    if estimator.bound_estimator:
       raise ValueError(
         f"a variance basket compares estimators of the ELBO gradient; {config.estimator} trains "
         "a multi-sample bound. Drop --basket for it."
       )
     for name in config.basket:
-      if get_estimator(name).multi_sample:
+      if get_estimator(name).bound_estimator:
         raise ValueError(
           f"basket estimator {name!r} estimates a multi-sample bound: the basket compares estimators "
           "of the ELBO gradient. Drop it from --basket"
