@@ -64,9 +64,9 @@ SWEEPS = {
   ),
 }
 
-# Set it to a folder to keep the built sweeps between test sessions (a sweep is rebuilt
+# Set it to a folder to keep the built sweeps between pytest runs (a sweep is rebuilt
 # when its folder lacks the built mark or its definition in SWEEPS changed); unset,
-# every session builds its own.
+# every pytest run builds its own.
 REUSE_ENV = "DISARM_PLOTS_TEST_SWEEPS"
 _BUILT_MARK = ".plots-testing-built"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,7 +75,7 @@ _BUILDS = {}
 
 
 def sweeps_root(session_tmp) -> str:
-  """Where a test session builds its sweeps: $DISARM_PLOTS_TEST_SWEEPS, else under the session's temp folder."""
+  """Where a pytest run builds its sweeps: $DISARM_PLOTS_TEST_SWEEPS, else under that run's temp folder."""
   return os.environ.get(REUSE_ENV) or os.path.join(str(session_tmp), "plots-sweeps")
 
 
@@ -158,7 +158,7 @@ def build_sweep(name: str, root: str) -> str:
 
 @atexit.register
 def _stop_unfinished_builds():
-  """A test session that needed only some sweeps does not leave the others training."""
+  """A pytest run that needed only some sweeps does not leave the others training."""
   for process, _ in _BUILDS.values():
     if process.poll() is None:
       process.terminate()
