@@ -160,7 +160,12 @@ flags.DEFINE_integer(
   "Two drivers with --threads=1 on the same sweep beat one with 2 threads on 2 cores.",
   lower_bound=0,
 )
-flags.DEFINE_bool("rebuild_summary", False, "Only rebuild summary.csv (and the report) from the run files.")
+flags.DEFINE_bool(
+  "rebuild_summary",
+  False,
+  "Only rebuild summary.csv (and the report) from the run files; finished runs' files that carry "
+  "an earlier version's column names get the current ones (values unchanged).",
+)
 flags.DEFINE_bool(
   "check",
   False,
@@ -319,6 +324,9 @@ def main(argv):
   from training import results_io
 
   if FLAGS.rebuild_summary:
+    upgraded = results_io.upgrade_legacy_names(sweep_dir)
+    if upgraded:
+      print(f"renamed columns of an earlier version in {len(upgraded)} file(s) (values unchanged)", flush=True)
     results_io.rebuild_summary(sweep_dir)
   else:
     from training.sweep import run_sweep

@@ -46,4 +46,5 @@ RODEO_LAYERED = dict(
   decoder_reduction="mean",
   data_order="buffer_across_epochs",
   train_elbo_samples="single",
+  num_bound_samples=100,  # Table 5's test bound, set beside our N-sample bound (test_bound_n)
 )

@@ -70,8 +70,8 @@ METRIC_COLUMNS = (
   "steps_per_sec",  # training steps per second over the block before this evaluation
   "stack_size",  # runs trained together in the graph that trained this one (member-steps = steps x this)
   "train_elbo",  # single-sample ELBO averaged over one pass of the training split
-  "valid_bound_100",  # log mean_{k<=100} exp ELBO averaged over the split (NaN where not computed)
-  "test_bound_100",
+  "valid_bound_n",  # log mean_{k<=N} exp ELBO, N = the run's num_bound_samples (100 by default), averaged
+  "test_bound_n",  # over the split (NaN where not computed)
   "grad_variance",  # mean over encoder parameters of EMA[g^2] - EMA[g]^2
   "valid_bound_k",  # the bound with K = the estimator's f evaluations (multi-sample or log_bound_k)
   "test_bound_k",
@@ -90,10 +90,10 @@ SUMMARY_COLUMNS = (
   "final_step",
   "final_train_elbo",
   "best_train_elbo",
-  "final_valid_bound_100",
-  "best_valid_bound_100",
-  "final_test_bound_100",
-  "test_bound_100_at_best_valid",
+  "final_valid_bound_n",
+  "best_valid_bound_n",
+  "final_test_bound_n",
+  "test_bound_n_at_best_valid",
   "final_grad_variance",
   "mean_grad_variance",
   "wall_time_s",
@@ -102,8 +102,26 @@ SUMMARY_COLUMNS = (
   "final_valid_bound_k",
   "final_test_bound_k",
 )
+# Names the files of earlier versions gave these columns (the ``_100`` names held the
+# num_bound_samples bound whatever that number was): readers rename them on reading, and a
+# resumed run's metrics.csv is rewritten under the current names at its next evaluation.
+LEGACY_COLUMNS = {
+  "valid_bound_100": "valid_bound_n",
+  "test_bound_100": "test_bound_n",
+  "final_valid_bound_100": "final_valid_bound_n",
+  "best_valid_bound_100": "best_valid_bound_n",
+  "final_test_bound_100": "final_test_bound_n",
+  "test_bound_100_at_best_valid": "test_bound_n_at_best_valid",
+}
 SUMMARY_KEYS = ("run_id", "dataset", "model", "estimator", "seed", "status")
 STATUSES = ("done", "failed", "running", "invalid")
+
+
+def legacy_renames(columns):
+  """{old: current} for the columns among ``columns`` that carry an earlier version's name
+  (for ``DataFrame.rename``); a file holding both names keeps the current one."""
+  names = set(columns)
+  return {old: new for old, new in LEGACY_COLUMNS.items() if old in names and new not in names}
 
 
 def run_id(dataset, model, estimator, seed, share_upper_noise=False):

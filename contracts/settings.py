@@ -63,9 +63,7 @@ class Settings:
     "Steps between the costly 100-sample bounds; a multiple of eval_every. The final evaluation always has them.",
     positive=True,
   )
-  num_bound_samples: int = setting(
-    100, "Samples K of the K-sample bounds valid_bound_100 / test_bound_100.", positive=True
-  )
+  num_bound_samples: int = setting(100, "Samples K of the K-sample bounds valid_bound_n / test_bound_n.", positive=True)
   log_bound_k: bool = setting(
     False,
     "Also log valid_bound_k / test_bound_k, the bound with K = the estimator's "

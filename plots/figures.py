@@ -5,7 +5,7 @@ and file names, without drawing; the report links exactly that list, so report.m
 the same whether or not the figures are drawn (``make_report(..., draw_figures=False)``).
 ``write_figures`` draws them.
 
-* ``curves_<dataset>_<model>``: train ELBO, 100-sample test bound, K-sample test bound
+* ``curves_<dataset>_<model>``: train ELBO, N-sample test bound (N = num_bound_samples), K-sample test bound
   (where logged) and encoder gradient variance against steps, an estimator per colour and
   line style (``style.Catalogue``); published values of the runs' protocol
   (``plots.published``) as grey dashed reference lines on the panel of the quantity they
@@ -65,7 +65,7 @@ SAVE_METADATA = {"pdf": {"CreationDate": None}, "png": {}}
 # (metrics.csv column, y label, log scale, always shown)
 CURVE_PANELS = (
   ("train_elbo", "train ELBO (nats)", False, True),
-  ("test_bound_100", "100-sample test bound (nats)", False, True),
+  ("test_bound_n", "{n}-sample test bound (nats)", False, True),  # n: markdown.bound_samples_text
   ("test_bound_k", "K-sample test bound (nats)", False, False),
   ("grad_variance", "encoder gradient variance\n(log scale)", True, True),
 )
@@ -132,7 +132,7 @@ def plot_mean_band(ax, agg: pd.DataFrame, colour: str, label: str, log: bool = F
   x = agg["step"].to_numpy(dtype=float) if x is None else np.asarray(x, dtype=float)
   m = agg["mean"].to_numpy(dtype=float)
   se = agg["se"].to_numpy(dtype=float)
-  # Sparse series (the 100-sample bounds are often computed only a few times, or
+  # Sparse series (the N-sample bounds are often computed only a few times, or
   # once at the end) get markers: a single point has no line to show.
   sparse = len(x) <= 12
   (line,) = ax.plot(
@@ -223,7 +223,13 @@ def curve_panels(cell: pd.DataFrame, references=()) -> list:
   """The CURVE_PANELS shown for one cell: the fixed ones, and an optional one where the cell
   has values or a published reference to draw on it."""
   wanted = {column for column, _, _, _ in references}
-  return [p for p in CURVE_PANELS if p[3] or _has_values(cell, p[0]) or p[0] in wanted]
+  return _labelled(cell, [p for p in CURVE_PANELS if p[3] or _has_values(cell, p[0]) or p[0] in wanted])
+
+
+def _labelled(cell: pd.DataFrame, panels) -> list:
+  """``panels`` with the N of the N-sample bound (the runs' num_bound_samples) in their labels."""
+  n = markdown.bound_samples_text(cell, loading.BOUND_SAMPLES)
+  return [(col, ylabel.format(n=n), log, always) for col, ylabel, log, always in panels]
 
 
 def curve_x(sub: pd.DataFrame, agg: pd.DataFrame, x: str, num_f_evals):
@@ -384,7 +390,7 @@ def build_training_curves(
 
 def cost_panels(cell: pd.DataFrame) -> list:
   """The ELBO and bound panels of CURVE_PANELS that the cell has values for (not the gradient variance)."""
-  return [p for p in CURVE_PANELS if not p[2] and _has_values(cell, p[0])]
+  return _labelled(cell, [p for p in CURVE_PANELS if not p[2] and _has_values(cell, p[0])])
 
 
 def build_cost_curves(metrics: pd.DataFrame, catalogue, dataset: str, model: str) -> Figure:

@@ -35,6 +35,9 @@ BASKET_PREFIX = results.BASKET_PREFIX
 # Without these a summary.csv cannot be used at all; the others may be missing.
 SUMMARY_REQUIRED = results.SUMMARY_KEYS
 RUN_KEYS = ("run_id", "dataset", "model", "estimator", "seed")
+# The setting that says how many samples the ``*_bound_n`` columns hold: load_sweep adds it to
+# the metrics and summary frames, so that labels can say the number (bound_samples_text).
+BOUND_SAMPLES = "num_bound_samples"
 # metrics.csv columns that files written before they existed lack; absent, they are
 # not a damage (stack_size: runs then trained one at a time).
 LATER_METRIC_COLUMNS = {"stack_size": 1.0}
@@ -133,6 +136,7 @@ def load_summary(results_dir: str) -> pd.DataFrame:
     )
   try:
     df = pd.read_csv(path, keep_default_na=True)
+    df = df.rename(columns=results.legacy_renames(df.columns))
   except pd.errors.EmptyDataError:
     raise ResultsDirError(f"{path!r} is empty (not even a header)") from None
   except (pd.errors.ParserError, UnicodeDecodeError) as e:
@@ -207,6 +211,7 @@ def read_metrics_file(path: str):
   try:
     text = _complete_lines(path)
     raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    raw = raw.rename(columns=results.legacy_renames(raw.columns))
   except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
     return None, [f"{results.METRICS_CSV} does not parse ({type(e).__name__}: {_short(e)})"]
   if "step" not in raw.columns:
@@ -276,6 +281,7 @@ def load_sweep(results_dir: str) -> SweepData:
       if frame is not None and not frame.empty:
         for key in RUN_KEYS:
           frame[key] = int(row.seed) if key == "seed" else getattr(row, key)
+        frame[BOUND_SAMPLES] = config.get(BOUND_SAMPLES, math.nan)
         frames.append(frame)
     record = {k: getattr(row, k) for k in ("run_id", "dataset", "model", "estimator", "seed", "status", "final_step")}
     record["usable"] = usable
@@ -292,6 +298,9 @@ def load_sweep(results_dir: str) -> SweepData:
   bad = {run_id for run_id, _, used in damaged if not used}
   usable_summary = summary[~summary["run_id"].isin(bad)].copy()
   usable_summary["seed"] = usable_summary["seed"].astype(int)
+  usable_summary[BOUND_SAMPLES] = usable_summary["run_id"].map(
+    {run_id: config.get(BOUND_SAMPLES, math.nan) for run_id, config in configs.items()}
+  )
   metrics = (
     pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(RUN_KEYS) + list(METRIC_COLUMNS))
   )

@@ -33,6 +33,15 @@ def format_value(v, fmt: str = "{:.4g}") -> str:
   return str(v).replace("|", "\\|").replace("\n", " ")
 
 
+def bound_samples_text(frame: pd.DataFrame, column: str = "num_bound_samples") -> str:
+  """The N of the ``*_bound_n`` columns of ``frame``'s runs: "100", "100 or 1000" where runs differ,
+  "N" where no run records it."""
+  if column not in frame.columns:
+    return "N"
+  values = sorted({int(v) for v in pd.to_numeric(frame[column], errors="coerce").dropna()})
+  return " or ".join(f"{v:,}" for v in values) if values else "N"
+
+
 def df_to_markdown(df: pd.DataFrame, formats: dict | None = None, default: str = "{:.4g}") -> str:
   """Pipe table; numbers right-aligned, `formats` maps column -> format string."""
   formats = formats or {}

@@ -32,13 +32,13 @@ import numpy as np
 import pandas as pd
 
 from contracts import results
-from plots import loading, stats, style
+from plots import loading, markdown, stats, style
 from plots.markdown import cells, int_range, md_dataset
 
 # (summary.csv column, title, bold the best, shown only where some run has a value)
 TABLE_METRICS = (
   ("final_train_elbo", "Final train ELBO (nats, higher is better)", True, False),
-  ("final_test_bound_100", "Final test bound, 100 samples (nats, higher is better)", True, False),
+  ("final_test_bound_n", "Final test bound, {n} samples (nats, higher is better)", True, False),
   (
     "final_test_bound_k",
     "Final test bound, K samples with K = the estimator's evaluations of f (nats, higher is better)",
@@ -246,7 +246,7 @@ def build_all_tables(summary: pd.DataFrame) -> list[tuple[str, str, bool, pd.Dat
     table = build_table(summary, metric, bold)
     if optional and table.empty:
       continue
-    out.append((metric, title, bold, table))
+    out.append((metric, title.format(n=markdown.bound_samples_text(summary, loading.BOUND_SAMPLES)), bold, table))
   return out
 
 

@@ -137,8 +137,8 @@ def fabricate_done_run(sweep_dir, config):
         steps_per_sec=100.0 if step else float("nan"),
         train_elbo=-200.0 + step,
         grad_variance=0.5 if step else float("nan"),
-        valid_bound_100=-190.0 if bounds else float("nan"),
-        test_bound_100=-191.0 if bounds else float("nan"),
+        valid_bound_n=-190.0 if bounds else float("nan"),
+        test_bound_n=-191.0 if bounds else float("nan"),
       ),
     )
   metrics = results_io.read_metrics(os.path.join(run_dir, "metrics.csv"))
@@ -223,7 +223,7 @@ def test_sigkill_mid_training_and_mid_write_then_rerun_completes_each_step_once(
 
   frame = pd.read_csv(os.path.join(run_dir, "metrics.csv"))  # parses: no torn or half-written line
   assert list(frame["step"]) == [0, 200, 400, 600, 800]  # every evaluation exactly once
-  assert frame["test_bound_100"].notna().tolist() == [False] * 4 + [True]
+  assert frame["test_bound_n"].notna().tolist() == [False] * 4 + [True]
   assert json.loads(Path(run_dir, "DONE.json").read_text())["final_step"] == 800
   assert temp_files(sweep) == []
   assert not os.path.exists(os.path.join(run_dir, "run.lock"))

@@ -88,6 +88,7 @@ def check_run(run_dir, grid=None):
   if text:
     try:
       frame = pd.read_csv(io.StringIO(text))
+      frame = frame.rename(columns=results.legacy_renames(frame.columns))
     except (ValueError, pd.errors.ParserError) as e:
       problems.append(f"metrics.csv does not parse ({e})")
       frame = None
@@ -163,12 +164,13 @@ def _check_steps(frame, config, done):
     absent = [s for s in expected if s not in set(steps)]
     if absent:
       problems.append(f"finished, but metrics.csv lacks evaluation steps {absent[:10]}")
-  if {"valid_bound_100", "test_bound_100"} <= set(frame.columns):
+  if {"valid_bound_n", "test_bound_n"} <= set(frame.columns):
     wanted = bound_steps(config)
     for _, row in frame.iterrows():
       if _is_whole(row["step"]) and int(float(row["step"])) in wanted:
-        if any(pd.isna(row[c]) for c in ("valid_bound_100", "test_bound_100")):
-          problems.append(f"metrics.csv lacks the 100-sample bounds at step {int(float(row['step']))}")
+        if any(pd.isna(row[c]) for c in ("valid_bound_n", "test_bound_n")):
+          step = int(float(row["step"]))
+          problems.append(f"metrics.csv lacks the N-sample bounds (valid_bound_n, test_bound_n) at step {step}")
   return problems
 
 

@@ -99,6 +99,7 @@ def read_metrics(path):
   if not text:
     return pd.DataFrame(columns=list(METRIC_COLUMNS))
   frame = pd.read_csv(io.StringIO(text))
+  frame = frame.rename(columns=results.legacy_renames(frame.columns))
   missing = [c for c in METRIC_COLUMNS if c not in frame.columns]
   if missing:
     raise ValueError(
@@ -198,10 +199,10 @@ def summarize(config_dict, metrics, status, reason=""):
     values = metrics[column].dropna()
     return float(values.max()) if len(values) else math.nan
 
-  valid = metrics["valid_bound_100"]
+  valid = metrics["valid_bound_n"]
   test_at_best_valid = math.nan
   if valid.notna().any():
-    test_at_best_valid = float(metrics.loc[valid.idxmax(), "test_bound_100"])
+    test_at_best_valid = float(metrics.loc[valid.idxmax(), "test_bound_n"])
   variance = metrics["grad_variance"].dropna()
   speed = metrics["steps_per_sec"].dropna()
   stack = metrics["stack_size"].fillna(1.0) if "stack_size" in metrics else pd.Series(1.0, index=metrics.index)
@@ -210,10 +211,10 @@ def summarize(config_dict, metrics, status, reason=""):
     final_step=int(metrics["step"].iloc[-1]),
     final_train_elbo=last_valid("train_elbo"),
     best_train_elbo=best("train_elbo"),
-    final_valid_bound_100=last_valid("valid_bound_100"),
-    best_valid_bound_100=best("valid_bound_100"),
-    final_test_bound_100=last_valid("test_bound_100"),
-    test_bound_100_at_best_valid=test_at_best_valid,
+    final_valid_bound_n=last_valid("valid_bound_n"),
+    best_valid_bound_n=best("valid_bound_n"),
+    final_test_bound_n=last_valid("test_bound_n"),
+    test_bound_n_at_best_valid=test_at_best_valid,
     final_grad_variance=last_valid("grad_variance"),
     mean_grad_variance=float(variance.mean()) if len(variance) else math.nan,
     wall_time_s=float(metrics["wall_time_s"].iloc[-1]),
@@ -243,6 +244,37 @@ def marked_damaged(run_dir):
     return os.path.exists(path) and bool(read_json(path).get("damaged"))
   except ValueError:
     return True
+
+
+def upgrade_legacy_names(sweep_dir):
+  """Renames the columns that earlier versions named otherwise (contracts.results.LEGACY_COLUMNS) in
+  the finished runs' metrics.csv headers and DONE.json records; returns the files rewritten.
+
+  Only the header line and the keys change, never a value. Runs still in progress are left to
+  their driver, whose next evaluation rewrites the header (append_metrics_row).
+  """
+  rewritten = []
+  runs_dir = os.path.join(sweep_dir, results.RUNS_DIR)
+  for run_id in sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []:
+    run_dir = os.path.join(runs_dir, run_id)
+    if run_status(run_dir)[0] not in ("done", "failed"):
+      continue
+    metrics_path = os.path.join(run_dir, results.METRICS_CSV)
+    text = complete_lines(metrics_path, whole=True)
+    header, newline, rows = text.partition("\n")
+    renames = results.legacy_renames(header.split(","))
+    if renames:
+      header = ",".join(renames.get(name, name) for name in header.split(","))
+      atomic_write_text(metrics_path, header + newline + rows)
+      rewritten.append(metrics_path)
+    done_path = os.path.join(run_dir, results.DONE_JSON)
+    if os.path.exists(done_path):
+      record = read_json(done_path)
+      renames = results.legacy_renames(record)
+      if renames:
+        atomic_write_json(done_path, {renames.get(k, k): v for k, v in record.items()})
+        rewritten.append(done_path)
+  return rewritten
 
 
 def rebuild_summary(sweep_dir):

@@ -363,13 +363,13 @@ def _train_group(configs, run_dirs, loaded, splits, tensorboard, progress, train
         stack_size=size,
         train_elbo=train_elbo[m],
         grad_variance=variance[m],
-        valid_bound_100=math.nan,
-        test_bound_100=math.nan,
+        valid_bound_n=math.nan,
+        test_bound_n=math.nan,
       )
       for m in range(size)
     ]
     if with_bounds or trainer.logs_bound_k:
-      for row, bounds in zip(rows, trainer.bound_columns(with_100=with_bounds)):
+      for row, bounds in zip(rows, trainer.bound_columns(with_bound_n=with_bounds)):
         row.update(bounds)
     for row, scalars, basket in zip(rows, trainer.estimator_scalars(), trainer.basket_variances()):
       row.update(scalars)

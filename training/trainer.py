@@ -448,16 +448,17 @@ class Trainer(tf.Module):
   def logs_bound_k(self):
     return self.estimator.bound_estimator or self.config.log_bound_k
 
-  def bound_columns(self, with_100=True):
-    """Per member: both splits' bounds, 100 samples and (where logged) K = the estimator's f evaluations.
+  def bound_columns(self, with_bound_n=True):
+    """Per member: both splits' bounds, N = num_bound_samples samples and (where logged) K = the estimator's
+    f evaluations.
 
-    ``with_100=False`` leaves out the costly 100-sample bounds (NaN): the K-sample bound
-    costs K/100 of them, so it is computed at every evaluation and gives its curve.
+    ``with_bound_n=False`` leaves out the costly N-sample bounds (NaN): the K-sample bound
+    costs K/N of them, so it is computed at every evaluation and gives its curve.
     """
     nan = [math.nan] * self.num_members
     columns = {
-      "valid_bound_100": self.bound("valid") if with_100 else nan,
-      "test_bound_100": self.bound("test") if with_100 else nan,
+      "valid_bound_n": self.bound("valid") if with_bound_n else nan,
+      "test_bound_n": self.bound("test") if with_bound_n else nan,
     }
     k = self.estimator.num_f_evals if self.logs_bound_k else None
     columns["valid_bound_k"] = self.bound("valid", k) if k else nan
