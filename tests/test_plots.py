@@ -132,7 +132,7 @@ def test_training_curves_plot_seed_means_and_published_reference_lines(main_swee
   axes = {ax.get_ylabel(): ax for ax in fig.axes if ax.get_ylabel()}
   assert list(axes) == [
     "train ELBO (nats)",
-    "100-sample test bound (nats)",
+    f"{testing.TINY['num_bound_samples']}-sample test bound (nats)",  # the runs' N, not a fixed 100
     "K-sample test bound (nats)",
     "encoder gradient variance\n(log scale)",
   ]
