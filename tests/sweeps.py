@@ -18,6 +18,7 @@ never imports.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import json
 import os
 import shutil
@@ -98,13 +99,21 @@ def is_built(name: str, root: str) -> bool:
 
 
 def build_sweep_here(name: str, root: str) -> str:
-  """Trains sweep ``name`` of ``SWEEPS`` into ``<root>/<name>`` in this process (once); returns its path."""
-  from training.sweep import run_sweep
+  """Trains sweep ``name`` of ``SWEEPS`` into ``<root>/<name>`` in this process (once); returns its path.
 
-  grid, max_stack, toy = SWEEPS[name]
+  Several pytest processes (``pytest -n 2``) share one root: the build holds a lock on
+  ``<root>/<name>.lock`` until this process ends, so a second build of the same sweep waits
+  for the first and then finds it built.
+  """
+  os.makedirs(root, exist_ok=True)
+  lock = os.open(os.path.join(os.path.abspath(root), f"{name}.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+  fcntl.flock(lock, fcntl.LOCK_EX)  # released by the OS when this process exits
   sweep_dir = _sweep_dir(name, root)
   if is_built(name, root):
     return sweep_dir
+  from training.sweep import run_sweep
+
+  grid, max_stack, toy = SWEEPS[name]
   if os.path.exists(sweep_dir):
     shutil.rmtree(sweep_dir)
   run_sweep(grid, sweep_dir, stream=sys.stdout, max_stack=max_stack)  # the build log names any crash
@@ -128,7 +137,7 @@ def start_builds(root: str, names=None) -> None:
     key = (os.path.abspath(root), name)
     if key in _BUILDS or is_built(name, root):
       continue
-    log_path = os.path.join(os.path.abspath(root), f"{name}.build.log")
+    log_path = os.path.join(os.path.abspath(root), f"{name}.build.{os.getpid()}.log")
     with open(log_path, "w") as log:
       env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
       process = subprocess.Popen(
