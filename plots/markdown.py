@@ -33,9 +33,9 @@ def format_value(v, fmt: str = "{:.4g}") -> str:
   return str(v).replace("|", "\\|").replace("\n", " ")
 
 
-def bound_samples_text(frame: pd.DataFrame, column: str = "num_bound_samples") -> str:
-  """The N of the ``*_bound_n`` columns of ``frame``'s runs: "100", "100 or 1000" where runs differ,
-  "N" where no run records it."""
+def bound_samples_text(frame: pd.DataFrame, column: str) -> str:
+  """The N of the ``*_bound_n`` columns of ``frame``'s runs (``column`` holds their num_bound_samples):
+  "100", "100 or 1,000" where runs differ, "N" where no run records it."""
   if column not in frame.columns:
     return "N"
   values = sorted({int(v) for v in pd.to_numeric(frame[column], errors="coerce").dropna()})

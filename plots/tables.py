@@ -242,11 +242,12 @@ def table_latex(table: pd.DataFrame, metric: str, title: str, bold: bool = True,
 
 def build_all_tables(summary: pd.DataFrame) -> list[tuple[str, str, bool, pd.DataFrame]]:
   out = []
+  bound_samples = markdown.bound_samples_text(summary, loading.BOUND_SAMPLES)
   for metric, title, bold, optional in TABLE_METRICS:
     table = build_table(summary, metric, bold)
     if optional and table.empty:
       continue
-    out.append((metric, title.format(n=markdown.bound_samples_text(summary, loading.BOUND_SAMPLES)), bold, table))
+    out.append((metric, title.format(n=bound_samples), bold, table))
   return out
 
 

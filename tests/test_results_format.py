@@ -81,5 +81,6 @@ def test_labels_say_the_number_of_bound_samples_the_runs_used():
   cell = pd.DataFrame({"test_bound_n": [-100.0, -99.0], loading.BOUND_SAMPLES: [1000, 1000]})
   labels = dict((column, label) for column, label, _, _ in figures.curve_panels(cell))
   assert labels["test_bound_n"] == "1,000-sample test bound (nats)"
-  assert markdown.bound_samples_text(cell.assign(num_bound_samples=[100, 5000])) == "100 or 5,000"
-  assert markdown.bound_samples_text(cell.drop(columns=[loading.BOUND_SAMPLES])) == "N"
+  column = loading.BOUND_SAMPLES
+  assert markdown.bound_samples_text(cell.assign(num_bound_samples=[100, 5000]), column) == "100 or 5,000"
+  assert markdown.bound_samples_text(cell.drop(columns=[column]), column) == "N"
