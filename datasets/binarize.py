@@ -3,6 +3,7 @@
 import tensorflow as tf
 
 
+@tf.autograph.experimental.do_not_convert
 def binarize(intensities, seed):
   """Draws x ~ Bernoulli(intensities) per pixel, as float32 0./1. of the same shape.
 

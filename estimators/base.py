@@ -81,6 +81,7 @@ class SeedNoise:
   def __init__(self, seed):
     self.seed = as_seed(seed)
 
+  @tf.autograph.experimental.do_not_convert
   def uniform(self, like, num_samples=None, open_interval=False):
     shape = tf.shape(like)
     if num_samples is not None:
@@ -88,9 +89,11 @@ class SeedNoise:
     low, high = (self.OPEN_LOW, self.OPEN_HIGH) if open_interval else (0.0, 1.0)
     return tf.random.stateless_uniform(shape, self.seed, low, high, dtype=like.dtype, alg=ALGORITHM)
 
+  @tf.autograph.experimental.do_not_convert
   def split(self, num):
     return [SeedNoise(s) for s in tf.unstack(tf.random.experimental.stateless_split(self.seed, num))]
 
+  @tf.autograph.experimental.do_not_convert
   def fold_in(self, value):
     """A source for purpose ``value`` (an int), independent of this one's draws and splits."""
     return SeedNoise(tf.random.experimental.stateless_fold_in(self.seed, tf.cast(value, tf.int64)))
@@ -196,11 +199,13 @@ class EstimatorOutput(NamedTuple):
     return tf.reduce_mean(self.f_values, axis=0) if self.objective is None else self.objective
 
 
+@tf.autograph.experimental.do_not_convert
 def sum_of_squares(gradients):
   """The variance loss: the sum of squares of an encoder-gradient estimate (its mean is fixed)."""
   return tf.add_n([tf.reduce_sum(tf.square(g)) for g in gradients])
 
 
+@tf.autograph.experimental.do_not_convert
 def mean_square_per_example(estimates):
   """Per run, the mean over its examples and bits of the squared estimate ``[..., B, D]``; summed over runs."""
   return tf.add_n([tf.reduce_sum(tf.reduce_mean(tf.square(g), axis=[-2, -1])) for g in estimates])
@@ -366,6 +371,7 @@ def as_seed(seed) -> tf.Tensor:
   return tensor if tensor.dtype in (tf.int32, tf.int64) else tf.cast(tensor, tf.int64)
 
 
+@tf.autograph.experimental.do_not_convert
 def independent_samples(logits, noise, num_samples):
   """``num_samples`` independent draws ``b_k ~ Bernoulli(sigmoid(logits))``, stacked as ``[K, *batch, D]``."""
   u = noise.uniform(logits, num_samples)

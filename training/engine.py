@@ -89,6 +89,7 @@ class StepGradients(NamedTuple):
   estimates: list[tf.Tensor]
 
 
+@tf.autograph.experimental.do_not_convert
 def _logit(u):
   return tf.math.log(u) - tf.math.log1p(-u)
 
@@ -106,12 +107,14 @@ class LayerObjective(Objective):
     self.share_upper_noise = share_upper_noise
     self.fn = self._hard
 
+  @tf.autograph.experimental.do_not_convert
   def _uniforms(self, candidates):
     """One U(0, 1) per upper layer: shared by the candidates ``[..., B, D]``, or one each ``[S, ..., B, D]``."""
     if self.share_upper_noise:
       return [n.uniform(candidates[0], open_interval=True) for n in self.upper_noise]
     return [n.uniform(candidates[0], candidates.shape[0], open_interval=True) for n in self.upper_noise]
 
+  @tf.autograph.experimental.do_not_convert
   def _hard(self, candidates, uniforms=None):
     # The upper layers' logits hold the encoder's parameters constant but stay functions of
     # the candidate: f's gradient in the candidate (Double CV, RODEO) includes their log q
@@ -120,6 +123,7 @@ class LayerObjective(Objective):
     bits, upper_logits = self.model.complete(self.x, self.below + [candidates], self.layer + 1, uniforms, frozen=True)
     return self.model.elbo(self.x, bits, self.fixed_logits + upper_logits)
 
+  @tf.autograph.experimental.do_not_convert
   def _relaxed(self, candidates, uniforms, temperature):
     bits, logits = self.below + [candidates], list(self.fixed_logits)
     for j, u in zip(range(self.layer + 1, self.model.num_layers), uniforms):
@@ -144,6 +148,7 @@ class LayerObjective(Objective):
     )
 
 
+@tf.autograph.experimental.do_not_convert
 def _forward_sample(model, x, logits0, noise):
   """One ancestral sample ``b ~ q(b | x)``: (bits, logits) per layer; layer 0's logits given."""
   layer_noise = noise.split(model.num_layers)
@@ -170,6 +175,7 @@ def effective_decoder_reduction(estimator, options):
   return options.decoder_reduction
 
 
+@tf.autograph.experimental.do_not_convert
 def _reduce_batch(values, reduction):
   return tf.reduce_sum(values, axis=-1) if reduction == "sum" else tf.reduce_mean(values, axis=-1)
 
@@ -307,6 +313,7 @@ class SampleWiseObjective(Objective):
     self._calls.append((values, per_sample))
     return values
 
+  @tf.autograph.experimental.do_not_convert
   def leading_values(self, f_values, num):
     """The first ``num`` samples' values as separate tensors, if ``f_values`` is what a call returned."""
     for values, per_sample in self._calls:
@@ -315,6 +322,7 @@ class SampleWiseObjective(Objective):
     return None
 
 
+@tf.autograph.experimental.do_not_convert
 def _k_independent_elbo(model, x, logits0, estimator, output, objective, noise):
   """ELBOs ``[*batch]`` meaned over ``K = estimator.samples`` independent samples from q(b|x).
 

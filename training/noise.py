@@ -17,6 +17,7 @@ from estimators import SeedNoise, SeedParams
 from estimators.base import ALGORITHM
 
 
+@tf.autograph.experimental.do_not_convert
 def _per_member(seeds, fn):
   return tf.stack([fn(s) for s in tf.unstack(seeds)])
 
@@ -27,6 +28,7 @@ class MemberNoise:
   def __init__(self, seeds):
     self.seeds = tf.convert_to_tensor(seeds)
 
+  @tf.autograph.experimental.do_not_convert
   def uniform(self, like, num_samples=None, open_interval=False):
     # like: [M, ...]; member m draws the shape a lone run draws, [num_samples?, ...].
     member_shape = tf.shape(like)[1:]
@@ -39,10 +41,12 @@ class MemberNoise:
     ]
     return tf.stack(draws, axis=0 if num_samples is None else 1)
 
+  @tf.autograph.experimental.do_not_convert
   def split(self, num):
     split = tf.stack([tf.random.experimental.stateless_split(s, num) for s in tf.unstack(self.seeds)], axis=1)
     return [MemberNoise(s) for s in tf.unstack(split)]
 
+  @tf.autograph.experimental.do_not_convert
   def fold_in(self, value):
     value = tf.cast(value, tf.int64)
     return MemberNoise(_per_member(self.seeds, lambda s: tf.random.experimental.stateless_fold_in(s, value)))
@@ -71,6 +75,7 @@ def params_for(seeds, stacked):
   return MemberParams(seeds) if stacked else SeedParams(seeds)
 
 
+@tf.autograph.experimental.do_not_convert
 def fold(seeds, *values):
   """Repeated ``stateless_fold_in`` of ``[2]`` or (per member) ``[M, 2]`` seeds."""
   seeds = tf.convert_to_tensor(seeds)
@@ -83,6 +88,7 @@ def fold(seeds, *values):
   return seeds
 
 
+@tf.autograph.experimental.do_not_convert
 def split(seeds, num):
   """``stateless_split`` of ``[2]`` seeds (-> ``[num, 2]``) or per member of ``[M, 2]`` (-> ``[num, M, 2]``)."""
   seeds = tf.convert_to_tensor(seeds)
@@ -91,6 +97,7 @@ def split(seeds, num):
   return tf.stack([tf.random.experimental.stateless_split(s, num) for s in tf.unstack(seeds)], axis=1)
 
 
+@tf.autograph.experimental.do_not_convert
 def uniform_int(shape, seeds, maxval, stacked):
   """Uniform ints in ``[0, maxval)`` of ``shape`` (its axis 0 the members when stacked), one stream per member."""
   if not stacked:

@@ -20,6 +20,7 @@ class Adam(tf.Module):
     self.m = [tf.Variable(tf.zeros_like(v), trainable=False, name="m") for v in self.variables_to_train]
     self.v = [tf.Variable(tf.zeros_like(v), trainable=False, name="v") for v in self.variables_to_train]
 
+  @tf.autograph.experimental.do_not_convert
   def apply(self, grads):
     t = tf.cast(self.iterations.assign_add(1), tf.float32)
     # TensorFlow's fused Adam kernel: one pass over (var, m, v, grad) per variable
@@ -50,6 +51,7 @@ class SGD(tf.Module):
     self.variables_to_train = list(variables)
     self.learning_rate = learning_rate
 
+  @tf.autograph.experimental.do_not_convert
   def apply(self, grads):
     for var, g in zip(self.variables_to_train, grads):
       var.assign_sub(self.learning_rate * g)
