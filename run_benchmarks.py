@@ -252,19 +252,14 @@ def describe_start(grid, sweep_dir):
 def build_grid():
   """The grid: the preset's, with every grid flag and setting flag given explicitly applied on top."""
   from contracts.settings import Grid, check_seed
-  from training.presets import PRESETS
 
+  # Flag checks that need no data and no TensorFlow come first: a typo is refused in a
+  # fraction of a second, before the presets' imports load TensorFlow (seconds).
   if FLAGS.preset == "none":
     needed = [n for n in ("datasets", "models", "estimators", "seeds", "num_steps") if FLAGS[n].value is None]
     if needed:
       raise app.UsageError(f"--preset=none needs --{', --'.join(needed)}")
-    base = Grid(datasets=(), models=(), estimators=(), seeds=())
-  else:
-    base = PRESETS[FLAGS.preset]
   overrides = {}
-  for name in ("datasets", "models", "estimators"):
-    if FLAGS[name].value is not None:
-      overrides[name] = tuple(v.strip() for v in FLAGS[name].value if v.strip())
   if FLAGS.seeds is not None:
     try:
       overrides["seeds"] = tuple(int(s) for s in FLAGS.seeds)
@@ -274,6 +269,12 @@ def build_grid():
       raise app.UsageError(
         f"--seeds must be whole numbers in 0..2147483647 separated by commas, got {','.join(FLAGS.seeds)} ({e})"
       ) from None
+  from training.presets import PRESETS
+
+  base = Grid(datasets=(), models=(), estimators=(), seeds=()) if FLAGS.preset == "none" else PRESETS[FLAGS.preset]
+  for name in ("datasets", "models", "estimators"):
+    if FLAGS[name].value is not None:
+      overrides[name] = tuple(v.strip() for v in FLAGS[name].value if v.strip())
   for field in setting_fields():
     value = FLAGS[field.name].value if field.name in FLAGS else None
     if value is not None:
