@@ -50,7 +50,7 @@ LATENT_INPUTS = ("signed", "binary")
 INITIALIZATIONS = ("glorot_data_bias", "glorot")
 
 
-@ops.graph_ready
+@tf.autograph.experimental.do_not_convert
 def bernoulli_log_prob(logits, values):
   """log Bernoulli(values; sigmoid(logits)) elementwise; linear in values, so valid for relaxed values."""
   # values * log sigmoid(l) + (1 - values) * log sigmoid(-l) == values * l - softplus(l);
@@ -89,7 +89,7 @@ class Dense(tf.Module):
       self.w = tf.Variable(tf.stack([init(s) for s in tf.unstack(seed)]), name="w")
       self.b = tf.Variable(tf.tile(bias[tf.newaxis], [self.num_members, 1, 1]), name="b")
 
-  @ops.graph_ready
+  @tf.autograph.experimental.do_not_convert
   def __call__(self, x, frozen=False):
     """``x W + b``; ``frozen`` holds ``W`` and ``b`` constant (gradients flow into ``x`` only)."""
     w, b = (tf.stop_gradient(self.w), tf.stop_gradient(self.b)) if frozen else (self.w, self.b)
@@ -109,7 +109,7 @@ class MLP(tf.Module):
       last = i == len(sizes) - 2
       self.layers.append(Dense(d_in, d_out, seeds[i], output_bias if last else None, name=f"dense_{i}"))
 
-  @ops.graph_ready
+  @tf.autograph.experimental.do_not_convert
   def __call__(self, x, frozen=False):
     for layer in self.layers[:-1]:
       x = tf.nn.leaky_relu(layer(x, frozen), alpha=LEAKY_SLOPE)
@@ -161,17 +161,17 @@ class BernoulliVAE(tf.Module):
     """The decoder networks' variables (``prior_logits`` not included)."""
     return [v for net in self.decoder_nets for v in net.trainable_variables]
 
-  @ops.graph_ready
+  @tf.autograph.experimental.do_not_convert
   def encoder_input(self, x):
     """What the first encoder layer sees: ``x - mean(x_train)`` or ``x``."""
     return x - self.mean_train if self.centered_input else x
 
-  @ops.graph_ready
+  @tf.autograph.experimental.do_not_convert
   def latent_input(self, bits):
     """How bits enter a network: ``2b - 1`` or ``b``."""
     return 2.0 * bits - 1.0 if self.signed_latents else bits
 
-  @ops.graph_ready
+  @tf.autograph.experimental.do_not_convert
   def layer_logits(self, l, below, x, frozen=False):
     """Logits of ``q(b_l | b_{l-1})`` (``below`` = ``b_{l-1}`` ``[..., B, D]``), or of ``q(b_0 | x)`` for l = 0.
 
@@ -181,7 +181,7 @@ class BernoulliVAE(tf.Module):
     inputs = self.encoder_input(x) if l == 0 else self.latent_input(below)
     return self.encoder_nets[l](inputs, frozen)
 
-  @ops.graph_ready
+  @tf.autograph.experimental.do_not_convert
   def estimator_context(self, l, x, forward_bits, kind="raw"):
     """Side information for layer ``l``'s estimator state (RELAX's control network).
 
@@ -196,12 +196,12 @@ class BernoulliVAE(tf.Module):
     """Width of ``estimator_context(l, ...)``."""
     return self.num_pixels if l == 0 else self.num_latents
 
-  @ops.graph_ready
+  @tf.autograph.experimental.do_not_convert
   def encoder_logits(self, x):
     """Logits of ``q(b_0 | x)``."""
     return self.layer_logits(0, None, x)
 
-  @ops.graph_ready
+  @tf.autograph.experimental.do_not_convert
   def complete(self, x, bits_prefix, start_layer, uniforms, frozen=False):
     """Samples layers ``start_layer .. L-1`` from q given the layers below.
 
@@ -230,7 +230,7 @@ class BernoulliVAE(tf.Module):
       logits.append(layer_logits)
     return bits, logits
 
-  @ops.graph_ready
+  @tf.autograph.experimental.do_not_convert
   def log_joint(self, x, bits):
     """``log p(x | b_0) + sum_l log p(b_l | b_{l+1}) + log p(b_{L-1})`` -> ``[..., B]``."""
     L = self.num_layers
@@ -241,7 +241,7 @@ class BernoulliVAE(tf.Module):
       total += tf.reduce_sum(bernoulli_log_prob(upper_logits, bits[l]), axis=-1)
     return total + tf.reduce_sum(bernoulli_log_prob(self.prior_logits, bits[L - 1]), axis=-1)
 
-  @ops.graph_ready
+  @tf.autograph.experimental.do_not_convert
   def elbo(self, x, bits, logits):
     """``log p(x, b) - log q(b | x)`` -> ``[..., B]``.
 
@@ -256,7 +256,7 @@ class BernoulliVAE(tf.Module):
       total -= tf.reduce_sum(bernoulli_log_prob(a, b), axis=-1)
     return total
 
-  @ops.graph_ready
+  @tf.autograph.experimental.do_not_convert
   def bound(self, x, uniforms):
     """``log mean_k exp ELBO(x, b_k)`` over ancestral samples ``b_k ~ q(b | x)``: -> ``[..., B]``.
 

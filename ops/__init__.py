@@ -11,13 +11,14 @@ memory on CPU (a crash, seen with B = 20).
 
 import tensorflow as tf
 
-# Plain tensor code with no Python control flow on tensors: autograph has nothing to
-# convert, and converting it anyway cost ~0.1-0.5 CPU-s per function in every process
-# that traces a step (the conversion is per process, not per graph).
-graph_ready = tf.autograph.experimental.do_not_convert
+# The suite's graph code with no Python control flow on tensors (here, the models, the
+# engine's helpers, optimisers, noise streams, binarisation) is marked do_not_convert:
+# autograph has nothing to convert in it, and converting it anyway cost ~0.1-0.5 CPU-s per
+# function in every process that traces a step (benchmarks/bench_startup.py). Estimators
+# themselves stay converted, so a plugin may use Python control flow on tensors.
 
 
-@graph_ready
+@tf.autograph.experimental.do_not_convert
 def matmul(x, w):
   """``x @ w`` for ``x`` ``[..., n]``: ``w`` ``[n, k]``, or ``[M, n, k]`` with ``M`` aligned with axis -3 of ``x``.
 
@@ -46,13 +47,13 @@ def matmul(x, w):
   return tf.transpose(product, inverse)
 
 
-@graph_ready
+@tf.autograph.experimental.do_not_convert
 def dense(x, w, b):
   """``matmul(x, w) + b`` (``b`` ``[1, k]``, or ``[M, 1, k]`` with copies)."""
   return matmul(x, w) + b
 
 
-@graph_ready
+@tf.autograph.experimental.do_not_convert
 def copies_first(x, w):
   """``x`` ``[..., M, B, n]`` as ``[M, ..., B, n]`` when ``w`` has copies (rank 3), else ``x`` itself.
 
@@ -66,7 +67,7 @@ def copies_first(x, w):
   return tf.transpose(x, [rank - 3] + list(range(rank - 3)) + [rank - 2, rank - 1])
 
 
-@graph_ready
+@tf.autograph.experimental.do_not_convert
 def copies_back(x, w):
   """The inverse of ``copies_first``: ``[M, ..., B, n]`` -> ``[..., M, B, n]``."""
   if w.shape.rank == 2:
@@ -75,7 +76,7 @@ def copies_back(x, w):
   return tf.transpose(x, list(range(1, rank - 2)) + [0, rank - 2, rank - 1])
 
 
-@graph_ready
+@tf.autograph.experimental.do_not_convert
 def broadcast_weights(w, rank):
   """Weights ``[n, k]`` or ``[M, n, k]`` shaped to broadcast against a copy-first ``[M, ..., n, k]`` of ``rank``."""
   if w.shape.rank == 2:
@@ -83,7 +84,7 @@ def broadcast_weights(w, rank):
   return tf.reshape(w, tf.concat([tf.shape(w)[:1], tf.ones([rank - 3], tf.int32), tf.shape(w)[1:]], axis=0))
 
 
-@graph_ready
+@tf.autograph.experimental.do_not_convert
 def dense_copies_first(x, w, b):
   """``dense`` for a copy-first ``x`` ``[M, ..., n]`` (copies) or any ``x`` ``[..., n]`` (no copies)."""
   if w.shape.rank == 2:

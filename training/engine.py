@@ -89,7 +89,6 @@ class StepGradients(NamedTuple):
   estimates: list[tf.Tensor]
 
 
-@tf.autograph.experimental.do_not_convert
 def _logit(u):
   return tf.math.log(u) - tf.math.log1p(-u)
 
@@ -313,7 +312,6 @@ class SampleWiseObjective(Objective):
     self._calls.append((values, per_sample))
     return values
 
-  @tf.autograph.experimental.do_not_convert
   def leading_values(self, f_values, num):
     """The first ``num`` samples' values as separate tensors, if ``f_values`` is what a call returned."""
     for values, per_sample in self._calls:

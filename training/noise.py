@@ -17,7 +17,6 @@ from estimators import SeedNoise, SeedParams
 from estimators.base import ALGORITHM
 
 
-@tf.autograph.experimental.do_not_convert
 def _per_member(seeds, fn):
   return tf.stack([fn(s) for s in tf.unstack(seeds)])
 
