@@ -262,10 +262,19 @@ def mc_draws(estimator, f, logits, seed, num_draws=DEFAULT_DRAWS, state=None, ji
   compile, as the trainer runs estimators), else eagerly. ``f``: bits ``[..., C, D]`` to ``[..., C]``.
   """
   est = _as_estimator(estimator)
+  if state is None and est.has_state:
+    state = est.make_state(int(np.shape(logits)[-1]), 0)
+  return _drawer(est, f, logits, num_draws, state, jit, chunk)(seed)
+
+
+def _drawer(est, f, logits, num_draws, state, jit, chunk):
+  """``seed -> mc_draws(...)`` with one trace (and XLA compile) for every call.
+
+  ``state``'s variables are captured by reference: assigning them new values between calls
+  draws at the new state without tracing again (``check_unbiased``: one compile per D for
+  both states)."""
   objective = f if isinstance(f, Objective) else Objective(f)
   logits_t = tf.constant(np.asarray(logits), tf.float32)
-  if state is None and est.has_state:
-    state = est.make_state(int(logits_t.shape[-1]), 0)
   chunk = min(chunk or (STATEFUL_CHUNK if est.has_state else CHUNK), num_draws)
   num_chunks = -(-num_draws // chunk)
 
@@ -275,8 +284,12 @@ def mc_draws(estimator, f, logits, seed, num_draws=DEFAULT_DRAWS, state=None, ji
 
   if jit:
     run = tf.function(run, jit_compile=True)
-  out = [run(tf.constant([seed, k], tf.int32)).numpy() for k in range(num_chunks)]
-  return np.concatenate(out, axis=0)[:num_draws].astype(np.float64)
+
+  def draw(seed):
+    out = [run(tf.constant([seed, k], tf.int32)).numpy() for k in range(num_chunks)]
+    return np.concatenate(out, axis=0)[:num_draws].astype(np.float64)
+
+  return draw
 
 
 @dataclasses.dataclass
@@ -416,28 +429,34 @@ def check_unbiased(
     by_bits.setdefault(case.num_bits, []).append(case)
   checked = sum(c.logits.size for c in cases) * len(state_kinds)
   bound = z_bound(num_tests or checked, alpha)
-  findings, ok = [], True
-  for kind_index, kind in enumerate(state_kinds):
-    for num_bits, group in sorted(by_bits.items()):
-      f, logits, bounds = _stack(group)
-      state = None
-      if kind == STATES_INITIAL:
-        state = est.make_state(num_bits, 0)
-      elif kind == STATES_RANDOM:
-        state = random_state(est, num_bits)
-      draw_seed = int(seed) * 1000 + 100 * kind_index + num_bits
-      draws = mc_draws(est, f, logits, draw_seed, num_draws, state=state, jit=jit, chunk=chunk)
+  ok = True
+  findings_at = {}  # (kind index, D) -> findings; reported kind by kind, D by D
+  for num_bits, group in sorted(by_bits.items()):
+    f, logits, bounds = _stack(group)
+    # One state object per D: the random state's values are assigned into the initial
+    # state's variables, so both states run through one compiled draw function.
+    state = est.make_state(num_bits, 0) if est.has_state else None
+    draw = _drawer(est, f, logits, num_draws, state, jit, chunk)
+    for kind_index, kind in enumerate(state_kinds):
+      if kind == STATES_RANDOM:
+        for variable, value in zip(state.variables, random_state(est, num_bits).variables, strict=True):
+          variable.assign(value)
+      elif kind == STATES_INITIAL and kind_index > 0:
+        for variable, value in zip(state.variables, est.make_state(num_bits, 0).variables, strict=True):
+          variable.assign(value)
+      draws = draw(int(seed) * 1000 + 100 * kind_index + num_bits)
       if not np.all(np.isfinite(draws)):
         bad = np.argwhere(~np.isfinite(draws))[0]
         raise EstimatorDefect(
           f"{est.name} returned a non-finite estimate at D = {num_bits}, logits {logits[bad[1]].tolist()}, "
           f"state {kind}: every estimate must be finite (guard divisions and logs at saturated logits)"
         )
+      found = findings_at[kind_index, num_bits] = []
       for case, lo, hi in zip(group, bounds[:-1], bounds[1:]):
         comparison = compare_to_exact(draws[:, lo:hi], case.logits, case.tables, bound)
         ok = ok and comparison.ok
         row, bit = comparison.worst
-        findings.append(
+        found.append(
           Finding(
             case=case.name,
             num_bits=num_bits,
@@ -452,8 +471,9 @@ def check_unbiased(
           )
         )
       if log:
-        worst = max(findings[-len(group) :], key=lambda x: x.max_abs_z)
+        worst = max(found, key=lambda x: x.max_abs_z)
         log(f"unbiasedness: D = {num_bits}, state {kind}: max |z| = {worst.max_abs_z:.2f} (bound {bound:.2f})")
+  findings = [x for key in sorted(findings_at) for x in findings_at[key]]
   return UnbiasedResult(est.name, ok, bound, alpha, num_tests or checked, num_draws, findings)
 
 
