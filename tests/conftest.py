@@ -41,7 +41,3 @@ def pytest_collection_modifyitems(config, items):
   for item in items:
     if SWEEP_FIXTURES & set(getattr(item, "fixturenames", ())):
       item.add_marker(pytest.mark.slow)
-  # The slow tier first, then the many short tests: with ``-n 2`` the workers take tests in
-  # this order, so the short ones fill the end instead of one long test running alone
-  # while the other worker idles (longest first, the usual rule for two machines).
-  items.sort(key=lambda item: item.get_closest_marker("slow") is None)
