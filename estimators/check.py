@@ -438,11 +438,9 @@ def check_unbiased(
     state = est.make_state(num_bits, 0) if est.has_state else None
     draw = _drawer(est, f, logits, num_draws, state, jit, chunk)
     for kind_index, kind in enumerate(state_kinds):
-      if kind == STATES_RANDOM:
-        for variable, value in zip(state.variables, random_state(est, num_bits).variables, strict=True):
-          variable.assign(value)
-      elif kind == STATES_INITIAL and kind_index > 0:
-        for variable, value in zip(state.variables, est.make_state(num_bits, 0).variables, strict=True):
+      if state is not None and (kind == STATES_RANDOM or kind_index > 0):
+        source = random_state(est, num_bits) if kind == STATES_RANDOM else est.make_state(num_bits, 0)
+        for variable, value in zip(state.variables, source.variables, strict=True):
           variable.assign(value)
       draws = draw(int(seed) * 1000 + 100 * kind_index + num_bits)
       if not np.all(np.isfinite(draws)):
