@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from contracts.settings import Grid, RunConfig, Settings
-from estimators import ESTIMATORS, SeedNoise, get_estimator
+from estimators import ESTIMATORS, SeedNoise, get_estimator, register
 from models import build_model
 from training import results_io, runner
 from training.data_order import DataOrder
@@ -149,6 +149,34 @@ def test_estimator_state_gradients_flow(estimator):
   assert len(grads.state) == len(variables)
   assert all(g is not None and np.all(np.isfinite(g.numpy())) for g in grads.state)
   assert any(float(tf.reduce_max(tf.abs(g))) > 0 for g in grads.state)
+
+
+def _disarm_behind_a_tensor_if(f, logits, noise, state=None, context=None):
+  """DisARM's estimate behind a Python ``if`` on a tensor, as a plugin may write it."""
+  out = get_estimator("disarm").fn(f, logits, noise, state=state, context=context)
+  if tf.reduce_all(tf.math.is_finite(out.grad)):  # a tensor: autograph makes this a tf.cond
+    grad = out.grad
+  else:
+    grad = tf.zeros_like(out.grad)
+  return out._replace(grad=grad)
+
+
+def test_an_estimator_with_python_control_flow_on_tensors_trains_as_it_would_without():
+  """The training step leaves the estimator to autograph (its helpers are not converted)."""
+  name = "disarm_behind_a_tensor_if"
+  if name not in ESTIMATORS:
+    register(dataclasses.replace(get_estimator("disarm"), name=name, fn=_disarm_behind_a_tensor_if))
+  splits = fake_splits()
+  params = {}
+  for estimator in ("disarm", name):
+    config = RunConfig("fake", "nonlinear", estimator, 5, Settings(num_steps=3, batch_size=4))
+    trainer = Trainer(config, splits, model=tiny_model("nonlinear", splits, seed=0))
+    trainer.train(3)  # one compiled block: fails to trace if the `if` is not converted
+    params[estimator] = [v.numpy() for v in trainer.model.trainable_variables]
+  initial = [v.numpy() for v in tiny_model("nonlinear", splits, seed=0).trainable_variables]
+  assert any(np.abs(a - b).max() > 0 for a, b in zip(params["disarm"], initial))
+  for a, b in zip(params["disarm"], params[name]):
+    np.testing.assert_array_equal(a, b)
 
 
 CELL_FIELDS = ("dataset", "model", "estimator", "seed")

@@ -44,6 +44,7 @@ Noise comes from the caller as a ``Noise`` source (one run) or a per-member sour
 contracts/streams.py. The engine never sees seeds or member axes.
 """
 
+import contextlib
 import dataclasses
 from typing import NamedTuple
 
@@ -195,96 +196,149 @@ def step_gradients(model, estimator, x, noise, states=None, options=StepOptions(
   Returns:
     ``StepGradients``.
   """
-  L = model.num_layers
-  if L > 1 and estimator.bound_estimator:
-    raise ValueError(
-      f"layered models train one single-sample estimate per layer; {estimator.name} estimates a multi-sample bound"
-    )
-  batch_size = tf.cast(tf.shape(x)[-2], tf.float32)
-  encoder_vars = list(model.encoder_variables)
-  decoder_vars = list(model.decoder_variables)
-  prior = getattr(model, "prior_logits", None)
-  trainable = estimator.trainable if (states is not None and train_state) else None
-  # Layered models train decoder and prior on their forward sample.
-  mode = effective_decoder_sample(estimator, options, L)
-  needs_forward = L > 1 or (decoder and mode == "independent")
-  # The estimator's own parameters learn through the estimate: an outer tape, opened only for them.
-  state_tape = tf.GradientTape() if trainable is not None else None
-  if state_tape is not None:
-    state_tape.__enter__()
-  with tf.GradientTape(persistent=True) as tape:
-    logits0 = model.layer_logits(0, None, x)
-    if needs_forward:
-      forward_bits, forward_logits = _forward_sample(model, x, logits0, noise.fold_in(streams.FORWARD_SAMPLE))
+  # Autograph converts this function (so that it converts the estimator it calls: a plugin
+  # may use Python control flow on tensors) but not the helpers, which have none: converting
+  # the whole step cost ~0.8 CPU-s in every process that traces one.
+  step = _Step(model, estimator, x, noise, states, options, decoder, train_state)
+  with step.tapes():
+    outputs = [estimator.fn(*args, **kwargs) for args, kwargs in step.estimator_calls()]
+    step.losses(outputs)
+  return step.gradients()
+
+
+class _Step:
+  """The parts of ``step_gradients`` around the estimator's calls, in their order."""
+
+  @tf.autograph.experimental.do_not_convert
+  def __init__(self, model, estimator, x, noise, states, options, decoder, train_state):
+    self.model, self.estimator, self.x, self.noise, self.states = model, estimator, x, noise, states
+    self.options, self.decoder = options, decoder
+    self.L = model.num_layers
+    if self.L > 1 and estimator.bound_estimator:
+      raise ValueError(
+        f"layered models train one single-sample estimate per layer; {estimator.name} estimates a multi-sample bound"
+      )
+    self.batch_size = tf.cast(tf.shape(x)[-2], tf.float32)
+    self.encoder_vars = list(model.encoder_variables)
+    self.decoder_vars = list(model.decoder_variables)
+    self.prior = getattr(model, "prior_logits", None)
+    self.trainable = estimator.trainable if (states is not None and train_state) else None
+    # Layered models train decoder and prior on their forward sample.
+    self.mode = effective_decoder_sample(estimator, options, self.L)
+    self.needs_forward = self.L > 1 or (decoder and self.mode == "independent")
+
+  @contextlib.contextmanager
+  @tf.autograph.experimental.do_not_convert
+  def tapes(self):
+    # The estimator's own parameters learn through the estimate: an outer tape, opened only for them.
+    self.state_tape = tf.GradientTape() if self.trainable is not None else None
+    with self.state_tape if self.state_tape is not None else contextlib.nullcontext():
+      with tf.GradientTape(persistent=True) as self.tape:
+        yield
+      if self.trainable is not None:  # the state's loss, still on the state's tape
+        self._state_loss()
+
+  @tf.autograph.experimental.do_not_convert
+  def estimator_calls(self):
+    """``(args, kwargs)`` of the estimator's call for each stochastic layer (inside the tapes)."""
+    model, estimator, x, noise, options = self.model, self.estimator, self.x, self.noise, self.options
+    self.logits0 = logits0 = model.layer_logits(0, None, x)
+    if self.needs_forward:
+      self.forward_bits, self.forward_logits = _forward_sample(model, x, logits0, noise.fold_in(streams.FORWARD_SAMPLE))
     else:
-      forward_bits, forward_logits = None, [logits0]
-    outputs = []
-    for l in range(L):
+      self.forward_bits, self.forward_logits = None, [logits0]
+    calls = []
+    for l in range(self.L):
       layer_noise = noise if l == 0 else noise.fold_in(streams.LAYER + l)
-      if L == 1:
+      if self.L == 1:
         # A multi-sample bound keeps f's dependence on the encoder (the direct term).
         f_logits = logits0 if estimator.bound_estimator else tf.stop_gradient(logits0)
         elbo = lambda b, f_logits=f_logits: model.elbo(x, b, f_logits)  # noqa: E731
-        reuses_values = decoder and mode == "k_independent" and not estimator.bound_estimator
+        reuses_values = self.decoder and self.mode == "k_independent" and not estimator.bound_estimator
         objective = SampleWiseObjective(elbo) if reuses_values else Objective(elbo)
       else:
         objective = LayerObjective(
-          model, x, forward_bits, forward_logits, l, noise.fold_in(streams.COMPLETION + l), options.share_upper_noise
+          model,
+          x,
+          self.forward_bits,
+          self.forward_logits,
+          l,
+          noise.fold_in(streams.COMPLETION + l),
+          options.share_upper_noise,
         )
-      context = model.estimator_context(l, x, forward_bits, options.control_variate_input)
-      outputs.append(
-        estimator.fn(
-          objective, forward_logits[l], layer_noise, state=None if states is None else states[l], context=context
-        )
-      )
+      self.objective = objective
+      context = model.estimator_context(l, x, self.forward_bits, options.control_variate_input)
+      state = None if self.states is None else self.states[l]
+      calls.append(((objective, self.forward_logits[l], layer_noise), dict(state=state, context=context)))
+    return calls
+
+  @tf.autograph.experimental.do_not_convert
+  def losses(self, outputs):
+    """The reported loss and the decoder's loss at the samples ``decoder_sample`` names (inside the tape)."""
+    model, estimator, x = self.model, self.estimator, self.x
     if estimator.bound_estimator:
       objective_values = outputs[0].objective_value()  # the bound at the estimator's samples
-    elif not decoder:
+    elif not self.decoder:
       objective_values = None
-    elif mode == "independent":
-      objective_values = model.elbo(x, forward_bits, [tf.stop_gradient(a) for a in forward_logits])
-    elif mode == "estimator":
+    elif self.mode == "independent":
+      objective_values = model.elbo(x, self.forward_bits, [tf.stop_gradient(a) for a in self.forward_logits])
+    elif self.mode == "estimator":
       objective_values = outputs[0].objective_value()
     else:  # k_independent: the estimator's own independent draws, topped up with fresh ones
-      objective_values = _k_independent_elbo(model, x, logits0, estimator, outputs[0], objective, noise)
+      objective_values = _k_independent_elbo(model, x, self.logits0, estimator, outputs[0], self.objective, self.noise)
     if objective_values is not None:
-      loss = -tf.reduce_mean(objective_values, axis=-1)  # [] or [M]: the reported loss
-      total_loss = tf.reduce_sum(loss)  # members are independent: their sum
-      reduction = effective_decoder_reduction(estimator, options)
-      decoder_loss = tf.reduce_sum(-_reduce_batch(objective_values, reduction))
+      self.loss = -tf.reduce_mean(objective_values, axis=-1)  # [] or [M]: the reported loss
+      self.total_loss = tf.reduce_sum(self.loss)  # members are independent: their sum
+      reduction = effective_decoder_reduction(estimator, self.options)
+      self.decoder_loss = tf.reduce_sum(-_reduce_batch(objective_values, reduction))
     else:
-      loss = total_loss = decoder_loss = None
-  estimates = [out.grad for out in outputs]
-  backprop = estimates if trainable is not None else [tf.stop_gradient(g) for g in estimates]
-  encoder_grads = tape.gradient(forward_logits[:L], encoder_vars, output_gradients=[-g / batch_size for g in backprop])
-  if estimator.bound_estimator:  # plus the direct term: the bound's own dependence on the encoder
-    direct = tape.gradient(total_loss, encoder_vars)
-    encoder_grads = [g + d for g, d in zip(encoder_grads, direct)]
-  state_grads = state_loss = None
-  if trainable is not None:
-    if trainable.loss_space == "logits":
-      state_loss = trainable.loss(estimates)
+      self.loss = self.total_loss = self.decoder_loss = None
+    self.estimates = [out.grad for out in outputs]
+
+  @tf.autograph.experimental.do_not_convert
+  def _encoder_grads(self):
+    backprop = self.estimates if self.trainable is not None else [tf.stop_gradient(g) for g in self.estimates]
+    encoder_grads = self.tape.gradient(
+      self.forward_logits[: self.L], self.encoder_vars, output_gradients=[-g / self.batch_size for g in backprop]
+    )
+    if self.estimator.bound_estimator:  # plus the direct term: the bound's own dependence on the encoder
+      direct = self.tape.gradient(self.total_loss, self.encoder_vars)
+      encoder_grads = [g + d for g, d in zip(encoder_grads, direct)]
+    return encoder_grads
+
+  @tf.autograph.experimental.do_not_convert
+  def _state_loss(self):
+    # On the state's tape: the encoder gradients it is trained on are differentiable in the state.
+    self.encoder_grads = self._encoder_grads()
+    if self.trainable.loss_space == "logits":
+      self.state_loss = self.trainable.loss(self.estimates)
     else:  # the reference trains on the gradient of the batch-summed objective
-      state_loss = trainable.loss([g * batch_size for g in encoder_grads])
-    state_tape.__exit__(None, None, None)
-    state_grads = state_tape.gradient(state_loss, [v for s in states for v in s.trainable_variables])
-  decoder_grads, prior_grad = [], None
-  if decoder:
-    targets = decoder_vars + ([prior] if prior is not None else [])
-    grads = tape.gradient(decoder_loss, targets) if targets else []
-    decoder_grads = grads[: len(decoder_vars)]
-    prior_grad = grads[len(decoder_vars)] if prior is not None else None
-  del tape
-  encoder_grads = [tf.stop_gradient(g) for g in encoder_grads]
-  return StepGradients(
-    loss=loss,
-    encoder=encoder_grads,
-    decoder=decoder_grads,
-    prior=prior_grad,
-    state=state_grads,
-    state_loss=state_loss,
-    estimates=[tf.stop_gradient(g) for g in estimates],
-  )
+      self.state_loss = self.trainable.loss([g * self.batch_size for g in self.encoder_grads])
+
+  @tf.autograph.experimental.do_not_convert
+  def gradients(self):
+    """``StepGradients`` (after the tapes are closed)."""
+    encoder_grads = self.encoder_grads if self.trainable is not None else self._encoder_grads()
+    state_grads = state_loss = None
+    if self.trainable is not None:
+      state_loss = self.state_loss
+      state_grads = self.state_tape.gradient(state_loss, [v for s in self.states for v in s.trainable_variables])
+    decoder_grads, prior_grad = [], None
+    if self.decoder:
+      targets = self.decoder_vars + ([self.prior] if self.prior is not None else [])
+      grads = self.tape.gradient(self.decoder_loss, targets) if targets else []
+      decoder_grads = grads[: len(self.decoder_vars)]
+      prior_grad = grads[len(self.decoder_vars)] if self.prior is not None else None
+    del self.tape
+    return StepGradients(
+      loss=self.loss,
+      encoder=[tf.stop_gradient(g) for g in encoder_grads],
+      decoder=decoder_grads,
+      prior=prior_grad,
+      state=state_grads,
+      state_loss=state_loss,
+      estimates=[tf.stop_gradient(g) for g in self.estimates],
+    )
 
 
 class SampleWiseObjective(Objective):

@@ -65,6 +65,7 @@ class MemberParams:
     return [MemberParams(s) for s in tf.unstack(split)]
 
 
+@tf.autograph.experimental.do_not_convert
 def noise_for(seeds, stacked):
   """``MemberNoise`` for ``[M, 2]`` seeds of a stack, ``SeedNoise`` for the ``[2]`` seed of a lone run."""
   return MemberNoise(seeds) if stacked else SeedNoise(seeds)

@@ -69,6 +69,7 @@ def effective_settings(config):
   )
 
 
+@tf.autograph.experimental.do_not_convert
 def _binarize(images, seeds, stacked):
   """images ``[(M,) N, P]`` (or ``[N, P]`` shared by the members), seeds ``[(M,) 2]``: a fresh Bernoulli draw."""
   if not stacked:
@@ -199,10 +200,11 @@ class Trainer(tf.Module):
     )
     # The moving averages are pure elementwise streams over every encoder parameter:
     # compiled, XLA fuses each into one pass over memory.
-    self._moving_averages = tf.function(self._moving_averages_impl, jit_compile=True)
+    # Only the functions that reach an estimator (or loop over tensors) are left to autograph.
+    self._moving_averages = tf.function(self._moving_averages_impl, jit_compile=True, autograph=False)
     self._basket_sums = tf.function(self._basket_sums_impl)
-    self._elbo_sum = tf.function(self._elbo_sum_impl, jit_compile=eval_jit)
-    self._bound_sum = tf.function(self._bound_sum_impl, jit_compile=eval_jit)
+    self._elbo_sum = tf.function(self._elbo_sum_impl, jit_compile=eval_jit, autograph=False)
+    self._bound_sum = tf.function(self._bound_sum_impl, jit_compile=eval_jit, autograph=False)
 
   def _seeds(self, salt, as_list=False):
     """``(seed, salt)`` per member: ``[M, 2]`` stacked, ``[2]`` for one run (``as_list``: pairs, not a tensor)."""
