@@ -69,7 +69,7 @@ def finish(process, log_path, timeout=300):
   return process.returncode, Path(log_path).read_text()
 
 
-def wait_until(condition, process, log_path, timeout=300, interval=0.005):
+def wait_until(condition, process, log_path, timeout=300, interval=0.02):
   deadline = time.time() + timeout
   while time.time() < deadline:
     if condition():
@@ -192,8 +192,11 @@ def test_sigkill_mid_training_and_mid_write_then_rerun_completes_each_step_once(
   # 2. Driver killed mid-write: right after the row of step 400 is appended (its
   #    checkpoint follows the row, so it is usually not saved yet).
   second = start_driver(tmp_path / "2.log", tmp_path / "results", *args)
-  wait_until(
-    lambda: "resuming" in (tmp_path / "2.log").read_text() and 400 in metric_steps(run_dir), second, tmp_path / "2.log"
+  wait_until(  # polled often: the kill should land between the row and the checkpoint after it
+    lambda: "resuming" in (tmp_path / "2.log").read_text() and 400 in metric_steps(run_dir),
+    second,
+    tmp_path / "2.log",
+    interval=0.005,
   )
   kill9(second)
   killed_at = checkpoint_step(run_dir)
