@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from contracts.settings import Grid, RunConfig, Settings
-from estimators import ESTIMATORS, SeedNoise, get_estimator, register
+from estimators import ESTIMATORS, SeedNoise, get_estimator
 from models import build_model
 from training import results_io, runner
 from training.data_order import DataOrder
@@ -151,31 +151,46 @@ def test_estimator_state_gradients_flow(estimator):
   assert any(float(tf.reduce_max(tf.abs(g))) > 0 for g in grads.state)
 
 
-def _disarm_behind_a_tensor_if(f, logits, noise, state=None, context=None):
-  """DisARM's estimate behind a Python ``if`` on a tensor, as a plugin may write it."""
-  out = get_estimator("disarm").fn(f, logits, noise, state=state, context=context)
-  if tf.reduce_all(tf.math.is_finite(out.grad)):  # a tensor: autograph makes this a tf.cond
-    grad = out.grad
-  else:
-    grad = tf.zeros_like(out.grad)
-  return out._replace(grad=grad)
+def _behind_a_tensor_if(value):
+  """``value`` where it is finite, else zeros, through a Python ``if`` on a tensor (as a plugin may write)."""
+  if tf.reduce_all(tf.math.is_finite(value)):  # a tensor: autograph makes this a tf.cond
+    return value
+  return tf.zeros_like(value)
 
 
-def test_an_estimator_with_python_control_flow_on_tensors_trains_as_it_would_without():
-  """The training step leaves the estimator to autograph (its helpers are not converted)."""
-  name = "disarm_behind_a_tensor_if"
-  if name not in ESTIMATORS:
-    register(dataclasses.replace(get_estimator("disarm"), name=name, fn=_disarm_behind_a_tensor_if))
+def _fn_with_an_if(fn):
+  def estimate(f, logits, noise, state=None, context=None):
+    out = fn(f, logits, noise, state=state, context=context)
+    return out._replace(grad=_behind_a_tensor_if(out.grad))
+
+  return estimate
+
+
+def _loss_with_an_if(loss):
+  return lambda gradients: _behind_a_tensor_if(loss(gradients))
+
+
+@pytest.mark.parametrize("base_name", ["disarm", "double_cv_2"])
+def test_plugin_code_with_python_control_flow_on_tensors_trains_as_it_would_without(base_name, monkeypatch):
+  """The training step leaves the estimator and its state's loss to autograph (its own helpers are not converted)."""
+  base = get_estimator(base_name)
+  changes = dict(name=f"{base_name}_behind_a_tensor_if", fn=_fn_with_an_if(base.fn))
+  if base.trainable is not None:
+    changes["trainable"] = dataclasses.replace(base.trainable, loss=_loss_with_an_if(base.trainable.loss))
+  plugin = dataclasses.replace(base, **changes)
+  monkeypatch.setitem(ESTIMATORS, plugin.name, plugin)
   splits = fake_splits()
   params = {}
-  for estimator in ("disarm", name):
-    config = RunConfig("fake", "nonlinear", estimator, 5, Settings(num_steps=3, batch_size=4))
+  for name in (base.name, plugin.name):
+    config = RunConfig("fake", "nonlinear", name, 5, Settings(num_steps=3, batch_size=4))
     trainer = Trainer(config, splits, model=tiny_model("nonlinear", splits, seed=0))
-    trainer.train(3)  # one compiled block: fails to trace if the `if` is not converted
-    params[estimator] = [v.numpy() for v in trainer.model.trainable_variables]
+    trainer.train(3)  # one compiled block: fails to trace if an `if` is not converted
+    states = [v for s in trainer.estimator_states or [] for v in s.trainable_variables]
+    params[name] = [v.numpy() for v in list(trainer.model.trainable_variables) + states]
   initial = [v.numpy() for v in tiny_model("nonlinear", splits, seed=0).trainable_variables]
-  assert any(np.abs(a - b).max() > 0 for a, b in zip(params["disarm"], initial))
-  for a, b in zip(params["disarm"], params[name]):
+  assert any(np.abs(a - b).max() > 0 for a, b in zip(params[base.name], initial))
+  assert len(params[base.name]) == len(params[plugin.name])
+  for a, b in zip(params[base.name], params[plugin.name]):
     np.testing.assert_array_equal(a, b)
 
 

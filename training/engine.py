@@ -46,6 +46,7 @@ contracts/streams.py. The engine never sees seeds or member axes.
 
 import contextlib
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -196,20 +197,23 @@ def step_gradients(model, estimator, x, noise, states=None, options=StepOptions(
   Returns:
     ``StepGradients``.
   """
-  # Autograph converts this function (so that it converts the estimator it calls: a plugin
-  # may use Python control flow on tensors) but not the helpers, which have none: converting
-  # the whole step cost ~0.8 CPU-s in every process that traces one.
+  # Autograph converts this function, so that it converts the plugin code it calls (the
+  # estimator and its state's loss may use Python control flow on tensors), but not the
+  # step's own helpers, which have none: converting the whole step cost ~0.8 CPU-s in every
+  # process that traces one.
   step = _Step(model, estimator, x, noise, states, options, decoder, train_state)
-  with step.tapes():
-    outputs = [estimator.fn(*args, **kwargs) for args, kwargs in step.estimator_calls()]
-    step.losses(outputs)
+  with step.state_tape():  # the estimator's own parameters learn through the estimate
+    with step.tape():
+      outputs = [estimator.fn(*args, **kwargs) for args, kwargs in step.estimator_calls()]
+      step.losses(outputs)
+    if step.trainable is not None:
+      step.state_loss = step.trainable.loss(step.state_loss_inputs())
   return step.gradients()
 
 
 class _Step:
-  """The parts of ``step_gradients`` around the estimator's calls, in their order."""
+  """The parts of ``step_gradients`` around the plugin code it calls."""
 
-  @tf.autograph.experimental.do_not_convert
   def __init__(self, model, estimator, x, noise, states, options, decoder, train_state):
     self.model, self.estimator, self.x, self.noise, self.states = model, estimator, x, noise, states
     self.options, self.decoder = options, decoder
@@ -226,17 +230,19 @@ class _Step:
     # Layered models train decoder and prior on their forward sample.
     self.mode = effective_decoder_sample(estimator, options, self.L)
     self.needs_forward = self.L > 1 or (decoder and self.mode == "independent")
+    self.state_loss = None
 
-  @contextlib.contextmanager
   @tf.autograph.experimental.do_not_convert
-  def tapes(self):
-    # The estimator's own parameters learn through the estimate: an outer tape, opened only for them.
-    self.state_tape = tf.GradientTape() if self.trainable is not None else None
-    with self.state_tape if self.state_tape is not None else contextlib.nullcontext():
-      with tf.GradientTape(persistent=True) as self.tape:
-        yield
-      if self.trainable is not None:  # the state's loss, still on the state's tape
-        self._state_loss()
+  def state_tape(self):
+    """The outer tape, opened only for an estimator with trainable state (else a null context)."""
+    self._state_tape = tf.GradientTape() if self.trainable is not None else None
+    return self._state_tape if self._state_tape is not None else contextlib.nullcontext()
+
+  @tf.autograph.experimental.do_not_convert
+  def tape(self):
+    """The step's persistent tape: encoder, decoder and prior gradients."""
+    self._tape = tf.GradientTape(persistent=True)
+    return self._tape
 
   @tf.autograph.experimental.do_not_convert
   def estimator_calls(self):
@@ -253,7 +259,7 @@ class _Step:
       if self.L == 1:
         # A multi-sample bound keeps f's dependence on the encoder (the direct term).
         f_logits = logits0 if estimator.bound_estimator else tf.stop_gradient(logits0)
-        elbo = lambda b, f_logits=f_logits: model.elbo(x, b, f_logits)  # noqa: E731
+        elbo = functools.partial(model.elbo, x, logits=f_logits)  # model.elbo is not converted
         reuses_values = self.decoder and self.mode == "k_independent" and not estimator.bound_estimator
         objective = SampleWiseObjective(elbo) if reuses_values else Objective(elbo)
       else:
@@ -298,22 +304,21 @@ class _Step:
   @tf.autograph.experimental.do_not_convert
   def _encoder_grads(self):
     backprop = self.estimates if self.trainable is not None else [tf.stop_gradient(g) for g in self.estimates]
-    encoder_grads = self.tape.gradient(
+    encoder_grads = self._tape.gradient(
       self.forward_logits[: self.L], self.encoder_vars, output_gradients=[-g / self.batch_size for g in backprop]
     )
     if self.estimator.bound_estimator:  # plus the direct term: the bound's own dependence on the encoder
-      direct = self.tape.gradient(self.total_loss, self.encoder_vars)
+      direct = self._tape.gradient(self.total_loss, self.encoder_vars)
       encoder_grads = [g + d for g, d in zip(encoder_grads, direct)]
     return encoder_grads
 
   @tf.autograph.experimental.do_not_convert
-  def _state_loss(self):
-    # On the state's tape: the encoder gradients it is trained on are differentiable in the state.
+  def state_loss_inputs(self):
+    """What the state's loss is given, in its ``loss_space`` (on the state's tape: differentiable in the state)."""
     self.encoder_grads = self._encoder_grads()
     if self.trainable.loss_space == "logits":
-      self.state_loss = self.trainable.loss(self.estimates)
-    else:  # the reference trains on the gradient of the batch-summed objective
-      self.state_loss = self.trainable.loss([g * self.batch_size for g in self.encoder_grads])
+      return self.estimates
+    return [g * self.batch_size for g in self.encoder_grads]  # the reference's batch-summed objective
 
   @tf.autograph.experimental.do_not_convert
   def gradients(self):
@@ -322,14 +327,14 @@ class _Step:
     state_grads = state_loss = None
     if self.trainable is not None:
       state_loss = self.state_loss
-      state_grads = self.state_tape.gradient(state_loss, [v for s in self.states for v in s.trainable_variables])
+      state_grads = self._state_tape.gradient(state_loss, [v for s in self.states for v in s.trainable_variables])
     decoder_grads, prior_grad = [], None
     if self.decoder:
       targets = self.decoder_vars + ([self.prior] if self.prior is not None else [])
-      grads = self.tape.gradient(self.decoder_loss, targets) if targets else []
+      grads = self._tape.gradient(self.decoder_loss, targets) if targets else []
       decoder_grads = grads[: len(self.decoder_vars)]
       prior_grad = grads[len(self.decoder_vars)] if self.prior is not None else None
-    del self.tape
+    del self._tape
     return StepGradients(
       loss=self.loss,
       encoder=[tf.stop_gradient(g) for g in encoder_grads],
