@@ -198,9 +198,11 @@ class Trainer(tf.Module):
     self._train_block = tf.function(
       self._train_block_impl, jit_compile=train_jit, input_signature=[tf.TensorSpec(index_shape, tf.int32)]
     )
+    # Only the functions that reach an estimator (or loop over tensors) are left to autograph:
+    # converting the others costs start-up time and changes nothing.
+    #
     # The moving averages are pure elementwise streams over every encoder parameter:
     # compiled, XLA fuses each into one pass over memory.
-    # Only the functions that reach an estimator (or loop over tensors) are left to autograph.
     self._moving_averages = tf.function(self._moving_averages_impl, jit_compile=True, autograph=False)
     self._basket_sums = tf.function(self._basket_sums_impl)
     self._elbo_sum = tf.function(self._elbo_sum_impl, jit_compile=eval_jit, autograph=False)
