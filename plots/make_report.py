@@ -12,6 +12,7 @@ and, if present, toy/toy_variance.csv and toy/toy_training.csv. Writes
   results/<sweep>/report.md                 protocol distance, grid and settings, throughput,
                                             tables, figures, claim verdicts, published comparison
   results/<sweep>/paper_comparison.csv      the published comparison (unless --published=none)
+  results/<sweep>/paper_comparison_window.csv   the judged rows again with end-of-training means
 and prints the path of report.md. The published numbers default to
 results/published/rodeo_2022.csv (the RODEO paper's tables); --published replaces them,
 --published=none leaves the comparison out. Exits with status 1 and a message if the

@@ -37,7 +37,7 @@ import pandas as pd
 
 from contracts import protocols, results
 from plots import stats, style, verdicts
-from plots.markdown import md_cell, md_dataset, range_text
+from plots.markdown import int_range, md_cell, md_dataset, range_text
 
 MARGIN_NATS = verdicts.MARGIN_NATS
 
@@ -228,6 +228,11 @@ def judge_difference(ours, published, published_se, published_df, margin=MARGIN_
   return test, verdict, reason
 
 
+def _published_df(protocol) -> float:
+  """Degrees of freedom of a published s.e.: its protocol's runs - 1, or inf (taken as known)."""
+  return protocol.runs - 1.0 if protocol is not None and protocol.runs > 1 else math.inf
+
+
 def compare_published(data, published: pd.DataFrame) -> pd.DataFrame:
   """One row per published row whose cell (dataset, model, estimator) has runs in this sweep.
 
@@ -282,7 +287,7 @@ def compare_published(data, published: pd.DataFrame) -> pd.DataFrame:
       why_not.append(OMNIGLOT_NOTE)
     if not np.isfinite(r.stderr):
       notes.append("published s.e. missing, taken as 0")
-    published_df = protocol.runs - 1.0 if protocol is not None and protocol.runs > 1 else math.inf
+    published_df = _published_df(protocol)
     values = pd.to_numeric(d[our_metric], errors="coerce") if our_metric in d.columns else []
     test, verdict, reason = judge_difference(values, r.value, r.stderr, published_df)
     if why_not:
@@ -351,6 +356,165 @@ def compare_published(data, published: pd.DataFrame) -> pd.DataFrame:
   ]
   out = pd.DataFrame(rows, columns=columns)
   return _sorted(out, data.catalogue)
+
+
+# The end-of-training window: a run's evaluations in the last WINDOW_FRACTION of its steps
+# (step >= (1 - WINDOW_FRACTION) x its final step), used where a run has at least
+# MIN_WINDOW_EVALS evaluations of the quantity there (fewer would barely differ from the final one).
+WINDOW_FRACTION = 0.1
+MIN_WINDOW_EVALS = 3
+WINDOW_COLUMNS = (
+  "dataset",
+  "model",
+  "estimator",
+  "table",
+  "published_metric",
+  "our_metric",
+  "window_column",
+  "window_start_min",
+  "evals_min",
+  "evals_max",
+  "published",
+  "published_se",
+  "n",
+  "ours_final",
+  "ours_final_se",
+  "ours_window",
+  "ours_window_se",
+  "window_minus_final",
+  "window_minus_final_se",
+  "diff",
+  "se_combined",
+  "df",
+  "ci_low",
+  "ci_high",
+)
+
+
+def window_comparison(data, comp: pd.DataFrame, fraction=WINDOW_FRACTION, min_evals=MIN_WINDOW_EVALS):
+  """(rows, left_out): the judged rows of ``comp`` again with each run's quantity averaged over its
+  end-of-training window instead of taken at its final evaluation.
+
+  The published tables do not say whether they report the final evaluation, the best one or a
+  mean over the end of training, and successive evaluations of one run move together by more
+  than one evaluation's noise; this says how much that choice moves our number. Per run: the mean
+  of the metrics column behind ``our_metric`` (``final_train_elbo`` -> ``train_elbo``) over the
+  evaluations with step >= (1 - fraction) x the run's final step. Over seeds: mean +- s.e. of those
+  window means; ``window_minus_final``: mean +- s.e. over seeds of (window mean - final value);
+  ``diff`` ... ``ci_high``: window mean - published in the same Welch t as the verdicts, given for
+  scale only (no verdict: it is not the quantity the verdict rests on). Only rows with a verdict
+  are repeated; ``left_out`` counts those whose runs have fewer than ``min_evals`` evaluations of
+  the quantity in the window.
+  """
+  rows, left_out = [], 0
+  judged = comp[comp["verdict"] != "not judged"] if not comp.empty else comp
+  done = data.done
+  for r in judged.itertuples(index=False):
+    if not r.our_metric.startswith("final_"):
+      continue
+    column = r.our_metric[len("final_") :]
+    d = done[(done["dataset"] == r.dataset) & (done["model"] == r.model) & (done["estimator"] == r.estimator)]
+    finals, windows, starts, counts = [], [], [], []
+    for run in d.itertuples(index=False):
+      m = data.metrics[data.metrics["run_id"] == run.run_id] if column in data.metrics.columns else None
+      final = pd.to_numeric(pd.Series([getattr(run, r.our_metric)]), errors="coerce").iloc[0]
+      if m is None or not np.isfinite(final) or not np.isfinite(run.final_step):
+        continue
+      start = (1.0 - fraction) * float(run.final_step)
+      values = pd.to_numeric(m.loc[m["step"] >= start, column], errors="coerce").dropna()
+      finals.append(float(final))
+      windows.append(float(values.mean()) if len(values) else math.nan)
+      starts.append(start)
+      counts.append(len(values))
+    if not counts or min(counts) < min_evals:
+      left_out += 1
+      continue
+    protocol = next((p for p in PROTOCOLS if p.name == r.protocol), None)
+    test, _, _ = judge_difference(windows, r.published, r.published_se, _published_df(protocol))
+    final_mean, final_se, n = stats.mean_se(finals)
+    window_mean, window_se, _ = stats.mean_se(windows)
+    shift, shift_se, _ = stats.mean_se(np.subtract(windows, finals))
+    rows.append(
+      {
+        "dataset": r.dataset,
+        "model": r.model,
+        "estimator": r.estimator,
+        "table": r.table,
+        "published_metric": r.published_metric,
+        "our_metric": r.our_metric,
+        "window_column": column,
+        "window_start_min": min(starts),
+        "evals_min": min(counts),
+        "evals_max": max(counts),
+        "published": r.published,
+        "published_se": r.published_se,
+        "n": n,
+        "ours_final": final_mean,
+        "ours_final_se": final_se,
+        "ours_window": window_mean,
+        "ours_window_se": window_se,
+        "window_minus_final": shift,
+        "window_minus_final_se": shift_se,
+        "diff": test["diff"],
+        "se_combined": test["se"],
+        "df": test["df"],
+        "ci_low": test["ci_low"],
+        "ci_high": test["ci_high"],
+      }
+    )
+  return pd.DataFrame(rows, columns=WINDOW_COLUMNS), left_out
+
+
+def window_markdown(data, window: pd.DataFrame, left_out: int, fraction=WINDOW_FRACTION) -> list:
+  """The report's subsection on the end-of-training window (lines; empty where there is nothing to show)."""
+  if window.empty and not left_out:
+    return []
+  percent = f"{100 * fraction:g}%"
+  lines = [
+    "### The final evaluation against an end-of-training mean",
+    "",
+    "The published tables do not say whether they report the final evaluation, the best one or a mean over the "
+    "end of training, and successive evaluations of one run move together by more than one evaluation's own noise. "
+    f"So each judged row again, with each run's quantity averaged over its evaluations in the last {percent} of its "
+    f"steps (step >= {1 - fraction:g} x its final step), then mean ± s.e. over seeds. 'Window - final': mean ± s.e. "
+    "over seeds of each run's window mean minus its final value. 'Window - published': the same Welch t interval as "
+    "above, for scale only; the verdicts above rest on the final evaluation.",
+    "",
+  ]
+  if not window.empty:
+    labels = data.catalogue.labels(window["estimator"].unique())
+    lines += [
+      "| Dataset | Model | Estimator | Published | Ours, final | Ours, window mean (evaluations per run) "
+      "| Window - final | Window - published (95% CI; df) |",
+      "|:--|:--|:--|--:|--:|--:|--:|--:|",
+    ]
+    for r in window.itertuples(index=False):
+      table = f"Table {r.table}, " if r.table else ""
+      evals = int_range([r.evals_min, r.evals_max])
+      lines.append(
+        "| "
+        + " | ".join(
+          [
+            md_dataset(r.dataset),
+            style.model_label(r.model),
+            labels[r.estimator],
+            f"{_number(r.published, r.published_se)} ({table}{r.published_metric})",
+            f"{_number(r.ours_final, r.ours_final_se)} ({r.our_metric}, n={r.n})",
+            f"{_number(r.ours_window, r.ours_window_se)} ({r.window_column}, {evals} evaluations)",
+            _number(r.window_minus_final, r.window_minus_final_se),
+            _difference(r),
+          ]
+        )
+        + " |"
+      )
+    lines.append("")
+  if left_out:
+    lines += [
+      f"{left_out} judged row(s) left out: their runs have fewer than {MIN_WINDOW_EVALS} evaluations of the quantity "
+      f"in the last {percent} of their steps.",
+      "",
+    ]
+  return lines
 
 
 def _sorted(comp: pd.DataFrame, catalogue) -> pd.DataFrame:
@@ -513,4 +677,6 @@ __all__ = [
   "published_markdown",
   "reference_lines",
   "resolve",
+  "window_comparison",
+  "window_markdown",
 ]

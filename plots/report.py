@@ -2,7 +2,8 @@
 
 ``make_report(results_dir, published_csv=None, draw_figures=True)`` regenerates every
 figure, the tables (tables.md, tables.tex), the claim verdicts and the comparison
-with published numbers (also written as paper_comparison.csv), then writes report.md
+with published numbers (also written as paper_comparison.csv, and its end-of-training
+window as paper_comparison_window.csv where there is one), then writes report.md
 and returns its path. It reads nothing but the sweep folder's CSV/JSON files and the
 published CSV, and report.md and tables.md are a deterministic function of them: no
 dates, no absolute paths, a fixed order and fixed number formats, so that a test can
@@ -623,6 +624,15 @@ def make_report(results_dir: str, published_csv=None, draw_figures: bool = True)
       f"Also as [CSV]({_rel(comp_path, results_dir)}).",
       "",
     ]
+    window, left_out = published.window_comparison(data, comparison)
+    window_lines = published.window_markdown(data, window, left_out)
+    window_path = os.path.join(results_dir, "paper_comparison_window.csv")
+    if not window.empty:
+      published.write_comparison_csv(window, window_path)
+      window_lines += [f"Also as [CSV]({_rel(window_path, results_dir)}).", ""]
+    elif os.path.exists(window_path):
+      os.unlink(window_path)  # a stale table from runs since removed
+    parts += window_lines
   path = os.path.join(results_dir, "report.md")
   with open(path, "w") as f:
     f.write("\n".join(parts).rstrip() + "\n")

@@ -285,3 +285,98 @@ def test_setting_rows_cover_every_field(main_sweep):
   rows = report.setting_rows(loading.load_sweep(main_sweep))
   assert [r["name"] for r in rows] == [f.name for f in setting_fields()]
   assert all(r["recorded"] for r in rows)
+
+
+def _window_inputs():
+  """Three seeds of one cell: train_elbo every 10 steps to 100 (window: steps 90 and 100), a K bound
+  logged only at step 100 (one evaluation in the window)."""
+  done, frames = [], []
+  for seed in range(3):
+    run_id = f"mnist-nonlinear-disarm-seed{seed}"
+    steps = np.arange(0, 101, 10)
+    elbo = -110.0 + 0.05 * steps + seed + np.where(steps == 100, 0.3, 0.0)  # a jump at the last evaluation
+    frames.append(
+      pd.DataFrame(
+        dict(
+          run_id=run_id,
+          step=steps,
+          train_elbo=elbo,
+          test_bound_k=np.where(steps == 100, elbo + 1.0, np.nan),
+        )
+      )
+    )
+    done.append(
+      dict(
+        run_id=run_id,
+        dataset="mnist",
+        model="nonlinear",
+        estimator="disarm",
+        seed=seed,
+        status="done",
+        final_step=100,
+        final_train_elbo=elbo[-1],
+        final_test_bound_k=elbo[-1] + 1.0,
+      )
+    )
+  data = type("Data", (), {})()
+  data.done = pd.DataFrame(done)
+  data.metrics = pd.concat(frames, ignore_index=True)
+  data.catalogue = loading.style.Catalogue({})
+  protocol = published.PROTOCOLS[0]
+  row = dict(dataset="mnist", model="nonlinear", estimator="disarm", protocol=protocol.name, published_se=0.1)
+  comp = pd.DataFrame(
+    [
+      dict(
+        row,
+        table="1",
+        published_metric="final_train_elbo",
+        our_metric="final_train_elbo",
+        published=-105.0,
+        verdict="ours higher",
+      ),
+      dict(
+        row,
+        table="2",
+        published_metric="final_test_bound_100",
+        our_metric="final_test_bound_k",
+        published=-104.0,
+        verdict="ours higher",
+      ),
+      dict(
+        row,
+        table="9",
+        published_metric="final_train_elbo",
+        our_metric="final_train_elbo",
+        published=-100.0,
+        verdict="not judged",
+      ),
+    ]
+  )
+  return data, comp
+
+
+def test_window_comparison_averages_each_run_over_its_last_tenth():
+  data, comp = _window_inputs()
+  window, left_out = published.window_comparison(data, comp, fraction=0.1, min_evals=2)
+  # The K bound has one evaluation in the window, the not-judged row is not repeated.
+  assert left_out == 1 and len(window) == 1
+  r = window.iloc[0]
+  # Seed s: steps 90 and 100 give -105.5 + s and -104.7 + s (0.3 jump); window mean -105.1 + s.
+  seeds = np.arange(3)
+  assert r["window_column"] == "train_elbo" and r["evals_min"] == r["evals_max"] == 2
+  assert r["window_start_min"] == pytest.approx(90.0)
+  assert r["ours_window"] == pytest.approx(np.mean(-105.1 + seeds))
+  assert r["ours_final"] == pytest.approx(np.mean(-104.7 + seeds))
+  assert r["window_minus_final"] == pytest.approx(-0.4) and r["window_minus_final_se"] == pytest.approx(0.0, abs=1e-9)
+  assert r["ours_window_se"] == pytest.approx(1.0 / math.sqrt(3))
+  # Window - published in the verdicts' Welch t: published s.e. on 4 df (the RODEO tables' 5 runs).
+  test, _, _ = published.judge_difference(-105.1 + seeds, -105.0, 0.1, 4.0)
+  assert r["diff"] == pytest.approx(np.mean(-105.1 + seeds) + 105.0)
+  assert (r["ci_low"], r["ci_high"], r["df"]) == pytest.approx((test["ci_low"], test["ci_high"], test["df"]))
+  assert r["ci_low"] < r["diff"] < r["ci_high"]
+  lines = "\n".join(published.window_markdown(data, window, left_out, fraction=0.1))
+  assert "last 10% of its steps" in lines and "(train_elbo, 2 evaluations)" in lines
+  assert "1 judged row(s) left out" in lines
+  # The default needs three evaluations in the window: both rows left out, nothing to tabulate.
+  window, left_out = published.window_comparison(data, comp)
+  assert window.empty and left_out == 2
