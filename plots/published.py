@@ -228,6 +228,11 @@ def judge_difference(ours, published, published_se, published_df, margin=MARGIN_
   return test, verdict, reason
 
 
+# What names a row of the comparison (and of its end-of-training window): the cell, the published
+# table and metric, and our quantity set beside it.
+ROW_KEYS = ("dataset", "model", "estimator", "table", "published_metric", "our_metric")
+
+
 def _published_df(protocol) -> float:
   """Degrees of freedom of a published s.e.: its protocol's runs - 1, or inf (taken as known)."""
   return protocol.runs - 1.0 if protocol is not None and protocol.runs > 1 else math.inf
@@ -326,12 +331,7 @@ def compare_published(data, published: pd.DataFrame) -> pd.DataFrame:
       }
     )
   columns = [
-    "dataset",
-    "model",
-    "estimator",
-    "table",
-    "published_metric",
-    "our_metric",
+    *ROW_KEYS,
     "published",
     "published_se",
     "published_steps",
@@ -364,12 +364,7 @@ def compare_published(data, published: pd.DataFrame) -> pd.DataFrame:
 WINDOW_FRACTION = 0.1
 MIN_WINDOW_EVALS = 3
 WINDOW_COLUMNS = (
-  "dataset",
-  "model",
-  "estimator",
-  "table",
-  "published_metric",
-  "our_metric",
+  *ROW_KEYS,
   "window_column",
   "window_start_min",
   "evals_min",
@@ -465,6 +460,11 @@ def window_comparison(data, comp: pd.DataFrame, fraction=WINDOW_FRACTION, min_ev
   return pd.DataFrame(rows, columns=WINDOW_COLUMNS), left_out
 
 
+def _cell_row(r, labels, *rest) -> str:
+  """A Markdown table row: the row's data set, model and estimator label, then ``rest``."""
+  return "| " + " | ".join([md_dataset(r.dataset), style.model_label(r.model), labels[r.estimator], *rest]) + " |"
+
+
 def window_markdown(data, window: pd.DataFrame, left_out: int, fraction=WINDOW_FRACTION) -> list:
   """The report's subsection on the end-of-training window (lines; empty where there is nothing to show)."""
   if window.empty and not left_out:
@@ -492,20 +492,15 @@ def window_markdown(data, window: pd.DataFrame, left_out: int, fraction=WINDOW_F
       table = f"Table {r.table}, " if r.table else ""
       evals = int_range([r.evals_min, r.evals_max])
       lines.append(
-        "| "
-        + " | ".join(
-          [
-            md_dataset(r.dataset),
-            style.model_label(r.model),
-            labels[r.estimator],
-            f"{_number(r.published, r.published_se)} ({table}{r.published_metric})",
-            f"{_number(r.ours_final, r.ours_final_se)} ({r.our_metric}, n={r.n})",
-            f"{_number(r.ours_window, r.ours_window_se)} ({r.window_column}, {evals} evaluations)",
-            _number(r.window_minus_final, r.window_minus_final_se),
-            _difference(r),
-          ]
+        _cell_row(
+          r,
+          labels,
+          f"{_number(r.published, r.published_se)} ({table}{r.published_metric})",
+          f"{_number(r.ours_final, r.ours_final_se)} ({r.our_metric}, n={r.n})",
+          f"{_number(r.ours_window, r.ours_window_se)} ({r.window_column}, {evals} evaluations)",
+          _number(r.window_minus_final, r.window_minus_final_se),
+          _difference(r),
         )
-        + " |"
       )
     lines.append("")
   if left_out:
@@ -607,23 +602,7 @@ def published_markdown(data, comp: pd.DataFrame, published: pd.DataFrame, name: 
     )
     steps = _steps_text(_count_or_none(r.our_steps_min), _count_or_none(r.our_steps_max))
     ours = f"{_number(r.ours, r.ours_se)} ({r.our_metric}, n={r.n}, {steps} steps)"
-    lines.append(
-      "| "
-      + " | ".join(
-        [
-          md_dataset(r.dataset),
-          style.model_label(r.model),
-          labels[r.estimator],
-          pub,
-          ours,
-          _difference(r),
-          _number(r.sdd),
-          r.verdict,
-          md_cell(r.notes or ""),
-        ]
-      )
-      + " |"
-    )
+    lines.append(_cell_row(r, labels, pub, ours, _difference(r), _number(r.sdd), r.verdict, md_cell(r.notes or "")))
   lines.append("")
   if (comp["published_metric"] == "final_test_bound_100").any() and (comp["our_metric"] == "final_test_bound_k").any():
     lines += [f"Note on Table 2 (test bound): {K_BOUND_CAVEAT}", ""]
