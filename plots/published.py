@@ -233,6 +233,11 @@ def judge_difference(ours, published, published_se, published_df, margin=MARGIN_
 ROW_KEYS = ("dataset", "model", "estimator", "table", "published_metric", "our_metric")
 
 
+def metrics_column(our_metric: str) -> str:
+  """The metrics.csv column a summary quantity is the last value of (``final_train_elbo`` -> ``train_elbo``)."""
+  return our_metric[len("final_") :] if our_metric.startswith("final_") else our_metric
+
+
 def _published_df(protocol) -> float:
   """Degrees of freedom of a published s.e.: its protocol's runs - 1, or inf (taken as known)."""
   return protocol.runs - 1.0 if protocol is not None and protocol.runs > 1 else math.inf
@@ -404,26 +409,28 @@ def window_comparison(data, comp: pd.DataFrame, fraction=WINDOW_FRACTION, min_ev
   rows, left_out = [], 0
   judged = comp[comp["verdict"] != "not judged"] if not comp.empty else comp
   done = data.done
+  by_run = dict(tuple(data.metrics.groupby("run_id"))) if "run_id" in data.metrics.columns else {}
   for r in judged.itertuples(index=False):
-    if not r.our_metric.startswith("final_"):
+    column = metrics_column(r.our_metric)
+    if column == r.our_metric:
       continue
-    column = r.our_metric[len("final_") :]
+    if column not in data.metrics.columns:
+      left_out += 1
+      continue
     d = done[(done["dataset"] == r.dataset) & (done["model"] == r.model) & (done["estimator"] == r.estimator)]
-    finals, windows, starts, counts = [], [], [], []
-    for run in d.itertuples(index=False):
-      m = data.metrics[data.metrics["run_id"] == run.run_id] if column in data.metrics.columns else None
-      final = pd.to_numeric(pd.Series([getattr(run, r.our_metric)]), errors="coerce").iloc[0]
-      if m is None or not np.isfinite(final) or not np.isfinite(run.final_step):
-        continue
-      start = (1.0 - fraction) * float(run.final_step)
+    d = d.assign(final=pd.to_numeric(d[r.our_metric], errors="coerce"))
+    d = d[np.isfinite(d["final"]) & np.isfinite(d["final_step"]) & d["run_id"].isin(by_run)]
+    starts = (1.0 - fraction) * d["final_step"].to_numpy(dtype=float)
+    windows, counts = [], []
+    for run_id, start in zip(d["run_id"], starts):
+      m = by_run[run_id]
       values = pd.to_numeric(m.loc[m["step"] >= start, column], errors="coerce").dropna()
-      finals.append(float(final))
       windows.append(float(values.mean()) if len(values) else math.nan)
-      starts.append(start)
       counts.append(len(values))
     if not counts or min(counts) < min_evals:
       left_out += 1
       continue
+    finals = d["final"].to_numpy(dtype=float)
     protocol = next((p for p in PROTOCOLS if p.name == r.protocol), None)
     test, _, _ = judge_difference(windows, r.published, r.published_se, _published_df(protocol))
     final_mean, final_se, n = stats.mean_se(finals)
@@ -431,14 +438,9 @@ def window_comparison(data, comp: pd.DataFrame, fraction=WINDOW_FRACTION, min_ev
     shift, shift_se, _ = stats.mean_se(np.subtract(windows, finals))
     rows.append(
       {
-        "dataset": r.dataset,
-        "model": r.model,
-        "estimator": r.estimator,
-        "table": r.table,
-        "published_metric": r.published_metric,
-        "our_metric": r.our_metric,
+        **{key: getattr(r, key) for key in ROW_KEYS},
         "window_column": column,
-        "window_start_min": min(starts),
+        "window_start_min": float(starts.min()),
         "evals_min": min(counts),
         "evals_max": max(counts),
         "published": r.published,
@@ -465,7 +467,9 @@ def _cell_row(r, labels, *rest) -> str:
   return "| " + " | ".join([md_dataset(r.dataset), style.model_label(r.model), labels[r.estimator], *rest]) + " |"
 
 
-def window_markdown(data, window: pd.DataFrame, left_out: int, fraction=WINDOW_FRACTION) -> list:
+def window_markdown(
+  data, window: pd.DataFrame, left_out: int, fraction=WINDOW_FRACTION, min_evals=MIN_WINDOW_EVALS
+) -> list:
   """The report's subsection on the end-of-training window (lines; empty where there is nothing to show)."""
   if window.empty and not left_out:
     return []
@@ -505,7 +509,7 @@ def window_markdown(data, window: pd.DataFrame, left_out: int, fraction=WINDOW_F
     lines.append("")
   if left_out:
     lines += [
-      f"{left_out} judged row(s) left out: their runs have fewer than {MIN_WINDOW_EVALS} evaluations of the quantity "
+      f"{left_out} judged row(s) left out: their runs have fewer than {min_evals} evaluations of the quantity "
       f"in the last {percent} of their steps.",
       "",
     ]
@@ -546,7 +550,7 @@ def reference_lines(comp: pd.DataFrame) -> dict:
   for r in comp.itertuples(index=False):
     if not np.isfinite(r.published):
       continue
-    column = r.our_metric[len("final_") :] if r.our_metric.startswith("final_") else r.our_metric
+    column = metrics_column(r.our_metric)
     where = f"Table {r.table}" if r.table else "published"
     out.setdefault((r.dataset, r.model), []).append((column, r.estimator, float(r.published), where))
   return out

@@ -374,7 +374,7 @@ def test_window_comparison_averages_each_run_over_its_last_tenth():
   assert r["diff"] == pytest.approx(np.mean(-105.1 + seeds) + 105.0)
   assert (r["ci_low"], r["ci_high"], r["df"]) == pytest.approx((test["ci_low"], test["ci_high"], test["df"]))
   assert r["ci_low"] < r["diff"] < r["ci_high"]
-  lines = "\n".join(published.window_markdown(data, window, left_out, fraction=0.1))
+  lines = "\n".join(published.window_markdown(data, window, left_out, fraction=0.1, min_evals=2))
   assert "last 10% of its steps" in lines and "(train_elbo, 2 evaluations)" in lines
   assert "1 judged row(s) left out" in lines
   # The default needs three evaluations in the window: both rows left out, nothing to tabulate.
