@@ -411,9 +411,9 @@ def window_comparison(data, comp: pd.DataFrame, fraction=WINDOW_FRACTION, min_ev
   done = data.done
   by_run = dict(tuple(data.metrics.groupby("run_id"))) if "run_id" in data.metrics.columns else {}
   for r in judged.itertuples(index=False):
-    column = metrics_column(r.our_metric)
-    if column == r.our_metric:
+    if not r.our_metric.startswith("final_"):  # only an end-of-training value has a window to compare
       continue
+    column = metrics_column(r.our_metric)
     if column not in data.metrics.columns:
       left_out += 1
       continue
