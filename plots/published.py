@@ -233,9 +233,13 @@ def judge_difference(ours, published, published_se, published_df, margin=MARGIN_
 ROW_KEYS = ("dataset", "model", "estimator", "table", "published_metric", "our_metric")
 
 
+# A summary quantity named FINAL_PREFIX + column is that metrics.csv column's last value.
+FINAL_PREFIX = "final_"
+
+
 def metrics_column(our_metric: str) -> str:
   """The metrics.csv column a summary quantity is the last value of (``final_train_elbo`` -> ``train_elbo``)."""
-  return our_metric[len("final_") :] if our_metric.startswith("final_") else our_metric
+  return our_metric[len(FINAL_PREFIX) :] if our_metric.startswith(FINAL_PREFIX) else our_metric
 
 
 def _published_df(protocol) -> float:
@@ -411,7 +415,7 @@ def window_comparison(data, comp: pd.DataFrame, fraction=WINDOW_FRACTION, min_ev
   done = data.done
   by_run = dict(tuple(data.metrics.groupby("run_id"))) if "run_id" in data.metrics.columns else {}
   for r in judged.itertuples(index=False):
-    if not r.our_metric.startswith("final_"):  # only an end-of-training value has a window to compare
+    if not r.our_metric.startswith(FINAL_PREFIX):  # only an end-of-training value has a window to compare
       continue
     column = metrics_column(r.our_metric)
     if column not in data.metrics.columns:
